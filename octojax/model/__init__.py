@@ -1,0 +1,15 @@
+"""The StarCoder (GPTBigCode) model: configuration, Flax NNX module, attention."""
+
+from octojax.model.config import PRESETS, ConfigError, ModelConfig, get_preset
+from octojax.model.gptbigcode import GPTBigCode, KVCache, init_model, positions_from_segments
+
+__all__ = [
+    "PRESETS",
+    "ConfigError",
+    "GPTBigCode",
+    "KVCache",
+    "ModelConfig",
+    "get_preset",
+    "init_model",
+    "positions_from_segments",
+]

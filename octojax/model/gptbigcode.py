@@ -1,0 +1,283 @@
+"""GPTBigCode (StarCoder) in Flax NNX.
+
+Shape suffixes: B batch, T query length, S key length (cache size), D n_embd, N query heads,
+K key/value heads (1 for multi-query), H head_dim, M mlp width, V vocab, L layers.
+
+Blocks are stored stacked (leading L axis) so the forward pass can `lax.scan` over them: compile time
+does not grow with depth, and one parameter layout serves scan and unrolled execution alike. Every
+parameter carries logical axis names in its `logical_axes` metadata (see octojax/sharding.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from octojax.model.attention import attention_mask, dot_product_attention
+from octojax.model.config import ModelConfig
+from octojax.sharding import constrain
+
+_REMAT_POLICIES = {
+    "full": None,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class KVCache:
+    """Keys and values of every layer for positions [0, S), plus what the mask needs.
+
+    `index` is the next cache slot to write; `segment_BS` is 0 for padding and unwritten slots.
+    """
+
+    k_LBSKH: jax.Array
+    v_LBSKH: jax.Array
+    segment_BS: jax.Array
+    index: jax.Array  # int32 scalar
+
+    @classmethod
+    def zeros(cls, cfg: ModelConfig, batch: int, size: int, dtype: Any) -> KVCache:
+        shape = (cfg.n_layer, batch, size, cfg.kv_heads, cfg.head_dim)
+        return cls(
+            k_LBSKH=jnp.zeros(shape, dtype),
+            v_LBSKH=jnp.zeros(shape, dtype),
+            segment_BS=jnp.zeros((batch, size), jnp.int32),
+            index=jnp.zeros((), jnp.int32),
+        )
+
+
+def _param(rngs: nnx.Rngs, init, shape, dtype, axes) -> nnx.Param:
+    return nnx.Param(init(rngs.params(), shape, dtype), logical_axes=axes)
+
+
+def positions_from_segments(segment_BT: jax.Array) -> jax.Array:
+    """Positions that restart at 0 at the start of every segment (packed rows, left padding)."""
+    T = segment_BT.shape[1]
+    t = jnp.arange(T, dtype=jnp.int32)[None, :]
+    starts = jnp.concatenate(
+        [jnp.ones_like(segment_BT[:, :1], bool), segment_BT[:, 1:] != segment_BT[:, :-1]], axis=1
+    )
+    start_index = jax.lax.cummax(jnp.where(starts, t, 0), axis=1)
+    return t - start_index
+
+
+class Blocks(nnx.Module):
+    """All n_layer transformer blocks, parameters stacked on a leading `layers` axis."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        L, D, N, K, H, M = (
+            cfg.n_layer,
+            cfg.n_embd,
+            cfg.n_head,
+            cfg.kv_heads,
+            cfg.head_dim,
+            cfg.mlp_dim,
+        )
+        pd = jnp.dtype(cfg.param_dtype)
+        normal = jax.nn.initializers.normal(cfg.initializer_range)
+        # GPT-2 style scaled init of the residual projections.
+        proj = jax.nn.initializers.normal(cfg.initializer_range / (2 * L) ** 0.5)
+        zeros, ones = jax.nn.initializers.zeros, jax.nn.initializers.ones
+        self.ln_1_scale = _param(rngs, ones, (L, D), pd, ("layers", "embed"))
+        self.ln_1_bias = _param(rngs, zeros, (L, D), pd, ("layers", "embed"))
+        self.q_kernel = _param(rngs, normal, (L, D, N, H), pd, ("layers", "embed", "heads", "kv"))
+        self.q_bias = _param(rngs, zeros, (L, N, H), pd, ("layers", "heads", "kv"))
+        self.kv_kernel = _param(
+            rngs, normal, (L, D, 2, K, H), pd, ("layers", "embed", None, "kv_heads", "kv")
+        )
+        self.kv_bias = _param(rngs, zeros, (L, 2, K, H), pd, ("layers", None, "kv_heads", "kv"))
+        self.o_kernel = _param(rngs, proj, (L, N, H, D), pd, ("layers", "heads", "kv", "embed"))
+        self.o_bias = _param(rngs, zeros, (L, D), pd, ("layers", "embed"))
+        self.ln_2_scale = _param(rngs, ones, (L, D), pd, ("layers", "embed"))
+        self.ln_2_bias = _param(rngs, zeros, (L, D), pd, ("layers", "embed"))
+        self.fc_kernel = _param(rngs, normal, (L, D, M), pd, ("layers", "embed", "mlp"))
+        self.fc_bias = _param(rngs, zeros, (L, M), pd, ("layers", "mlp"))
+        self.proj_kernel = _param(rngs, proj, (L, M, D), pd, ("layers", "mlp", "embed"))
+        self.proj_bias = _param(rngs, zeros, (L, D), pd, ("layers", "embed"))
+
+
+def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> jax.Array:
+    """LayerNorm with statistics in float32, output in x's dtype."""
+    x32 = x.astype(jnp.float32)
+    mean = x32.mean(-1, keepdims=True)
+    var = jnp.square(x32 - mean).mean(-1, keepdims=True)
+    y = (x32 - mean) * jax.lax.rsqrt(var + eps)
+    return (y * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(x.dtype)
+
+
+def block_forward(
+    cfg: ModelConfig,
+    p: dict[str, jax.Array],
+    x_BTD: jax.Array,
+    q_index_BT: jax.Array,
+    q_segment_BT: jax.Array,
+    cache_k_BSKH: jax.Array | None,
+    cache_v_BSKH: jax.Array | None,
+    cache_segment_BS: jax.Array | None,
+    cache_index: jax.Array | None,
+    causal_only: bool,
+) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+    """One pre-LayerNorm block; writes this step's K/V into the cache when one is given."""
+    dt = x_BTD.dtype
+    w = {k: v.astype(dt) for k, v in p.items()}
+    eps = cfg.layer_norm_epsilon
+
+    h_BTD = layer_norm(x_BTD, w["ln_1_scale"], w["ln_1_bias"], eps)
+    q_BTNH = jnp.einsum("btd,dnh->btnh", h_BTD, w["q_kernel"]) + w["q_bias"]
+    kv_BT2KH = jnp.einsum("btd,dckh->btckh", h_BTD, w["kv_kernel"]) + w["kv_bias"]
+    k_BTKH, v_BTKH = kv_BT2KH[:, :, 0], kv_BT2KH[:, :, 1]
+    q_BTNH = constrain(q_BTNH, ("batch", "length", "act_heads", "kv"))
+
+    if cache_k_BSKH is None:
+        k_BSKH, v_BSKH = k_BTKH, v_BTKH
+        if causal_only:
+            mask = None
+        else:
+            mask = attention_mask(q_index_BT, q_index_BT, q_segment_BT, q_segment_BT)
+    else:
+        start = (0, cache_index, 0, 0)
+        cache_k_BSKH = jax.lax.dynamic_update_slice(
+            cache_k_BSKH, k_BTKH.astype(cache_k_BSKH.dtype), start
+        )
+        cache_v_BSKH = jax.lax.dynamic_update_slice(
+            cache_v_BSKH, v_BTKH.astype(cache_v_BSKH.dtype), start
+        )
+        k_BSKH, v_BSKH = cache_k_BSKH.astype(dt), cache_v_BSKH.astype(dt)
+        B, S = cache_segment_BS.shape
+        kv_index_BS = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
+        mask = attention_mask(q_index_BT, kv_index_BS, q_segment_BT, cache_segment_BS)
+
+    o_BTNH = dot_product_attention(q_BTNH, k_BSKH, v_BSKH, mask, impl=cfg.attention_impl)
+    x_BTD = x_BTD + jnp.einsum("btnh,nhd->btd", o_BTNH, w["o_kernel"]) + w["o_bias"]
+
+    h_BTD = layer_norm(x_BTD, w["ln_2_scale"], w["ln_2_bias"], eps)
+    u_BTM = jnp.einsum("btd,dm->btm", h_BTD, w["fc_kernel"]) + w["fc_bias"]
+    u_BTM = constrain(u_BTM, ("batch", "length", "act_mlp"))
+    u_BTM = jax.nn.gelu(u_BTM, approximate=cfg.gelu_approximate)
+    x_BTD = x_BTD + jnp.einsum("btm,md->btd", u_BTM, w["proj_kernel"]) + w["proj_bias"]
+    x_BTD = constrain(x_BTD, ("batch", "length", "act_embed"))
+    return x_BTD, cache_k_BSKH, cache_v_BSKH
+
+
+class GPTBigCode(nnx.Module):
+    """StarCoder decoder: token + learned position embeddings, n_layer blocks, tied output."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        pd = jnp.dtype(cfg.param_dtype)
+        normal = jax.nn.initializers.normal(cfg.initializer_range)
+        D = cfg.n_embd
+        self.wte = _param(rngs, normal, (cfg.vocab_size, D), pd, ("vocab", "embed"))
+        self.wpe = _param(rngs, normal, (cfg.n_positions, D), pd, (None, "embed"))
+        self.blocks = Blocks(cfg, rngs=rngs)
+        self.ln_f_scale = _param(rngs, jax.nn.initializers.ones, (D,), pd, ("embed",))
+        self.ln_f_bias = _param(rngs, jax.nn.initializers.zeros, (D,), pd, ("embed",))
+
+    def hidden_states(
+        self,
+        tokens_BT: jax.Array,
+        *,
+        segment_ids_BT: jax.Array | None = None,
+        positions_BT: jax.Array | None = None,
+        cache: KVCache | None = None,
+    ) -> tuple[jax.Array, KVCache | None]:
+        """Final LayerNorm output [B, T, D] (compute dtype) and the updated cache.
+
+        segment_ids_BT: packed-example ids (0 = padding); a padding mask is a valid segment array.
+        positions_BT: position ids; by default they restart at 0 in every segment.
+        cache: when given, the T new tokens are written at cache.index and attend to the cache.
+        """
+        cfg = self.cfg
+        dt = jnp.dtype(cfg.dtype)
+        B, T = tokens_BT.shape
+        causal_only = segment_ids_BT is None and cache is None
+        if segment_ids_BT is None:
+            segment_ids_BT = jnp.ones((B, T), jnp.int32)
+        if positions_BT is None:
+            positions_BT = positions_from_segments(segment_ids_BT)
+            if cache is not None:
+                positions_BT = positions_BT + cache.index
+        q_index_BT = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
+
+        x_BTD = self.wte[...][tokens_BT].astype(dt) + self.wpe[...][positions_BT].astype(dt)
+        x_BTD = constrain(x_BTD, ("batch", "length", "act_embed"))
+        params = nnx.state(self.blocks, nnx.Param).to_pure_dict()
+
+        if cache is not None:
+            q_index_BT = q_index_BT + cache.index
+            cache_segment_BS = jax.lax.dynamic_update_slice(
+                cache.segment_BS, segment_ids_BT.astype(jnp.int32), (0, cache.index)
+            )
+        else:
+            cache_segment_BS = None
+
+        def layer(x_BTD, xs):
+            p, ck, cv = xs
+            x_BTD, ck, cv = block_forward(
+                cfg,
+                p,
+                x_BTD,
+                q_index_BT,
+                segment_ids_BT,
+                ck,
+                cv,
+                cache_segment_BS,
+                None if cache is None else cache.index,
+                causal_only,
+            )
+            return x_BTD, (ck, cv)
+
+        if cfg.remat != "none":
+            layer = jax.checkpoint(
+                layer, policy=_REMAT_POLICIES[cfg.remat], prevent_cse=not cfg.scan_layers
+            )
+
+        cache_kv = (None, None) if cache is None else (cache.k_LBSKH, cache.v_LBSKH)
+        if cfg.scan_layers:
+            x_BTD, (new_k, new_v) = jax.lax.scan(layer, x_BTD, (params, *cache_kv))
+        else:
+            ks, vs = [], []
+            for i in range(cfg.n_layer):
+                xs = jax.tree.map(lambda a, i=i: a[i], (params, *cache_kv))
+                x_BTD, (ck, cv) = layer(x_BTD, xs)
+                ks.append(ck)
+                vs.append(cv)
+            new_k = None if cache is None else jnp.stack(ks)
+            new_v = None if cache is None else jnp.stack(vs)
+
+        x_BTD = layer_norm(x_BTD, self.ln_f_scale[...], self.ln_f_bias[...], cfg.layer_norm_epsilon)
+        new_cache = None
+        if cache is not None:
+            new_cache = KVCache(new_k, new_v, cache_segment_BS, cache.index + T)
+        return x_BTD, new_cache
+
+    def logits(self, h_BTD: jax.Array) -> jax.Array:
+        """Tied output projection: h @ wte.T in the compute dtype."""
+        logits_BTV = jnp.einsum("btd,vd->btv", h_BTD, self.wte[...].astype(h_BTD.dtype))
+        return constrain(logits_BTV, ("batch", "length", "act_vocab"))
+
+    def __call__(
+        self,
+        tokens_BT: jax.Array,
+        *,
+        segment_ids_BT: jax.Array | None = None,
+        positions_BT: jax.Array | None = None,
+        cache: KVCache | None = None,
+    ):
+        """Logits [B, T, V]; with a cache, returns (logits, new_cache)."""
+        h_BTD, new_cache = self.hidden_states(
+            tokens_BT, segment_ids_BT=segment_ids_BT, positions_BT=positions_BT, cache=cache
+        )
+        logits_BTV = self.logits(h_BTD)
+        return logits_BTV if cache is None else (logits_BTV, new_cache)
+
+
+def init_model(cfg: ModelConfig, seed: int = 0) -> GPTBigCode:
+    """A randomly initialised model (weights as Hugging Face initialises GPTBigCode)."""
+    return GPTBigCode(cfg, rngs=nnx.Rngs(params=seed))
