@@ -1,0 +1,1 @@
+// Links the crates; programs use them through rustc --extern.
