@@ -1,0 +1,234 @@
+"""Build CommitPack (and CommitPackFT) with Apache Beam: ``python -m beam_pipelines.commitpack``.
+
+Examples::
+
+    # local, DirectRunner (the default here), mining git repositories
+    python -m beam_pipelines.commitpack --source git --repos ../repo1 ../repo2 \\
+        --output out/cp --stage ft --tokenizer /models/starcoder
+
+    # CommitPack JSONL (Hugging Face schema) from a bucket, on Dataflow
+    python -m beam_pipelines.commitpack --source jsonl --jsonl 'gs://b/commitpack/*.jsonl.gz' \\
+        --output gs://b/out --stage ft --tokenizer gs://b/starcoder/tokenizer.json \\
+        --runner DataflowRunner --project P --region europe-west4 \\
+        --temp_location gs://b/tmp --setup_file ./beam_pipelines/setup.py
+
+Any argument this parser does not know is passed to Beam's ``PipelineOptions``. Output layout::
+
+    OUTPUT/commitpack/commitpack-00000-of-0000N.tfrecord (+ manifest.json)
+    OUTPUT/commitpackft/...                              (with --stage ft)
+    OUTPUT/deadletter/deadletter-*.jsonl
+    OUTPUT/stats.json   (counts per drop reason, language, license; the accounting check)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from beam_pipelines.bigquery_query import DEFAULT_DATASET, build_commits_query
+from beam_pipelines.filters_ft import DEFAULT_SEED
+from beam_pipelines.git_mining import DEFAULT_MAX_FILE_BYTES
+from beam_pipelines.parsing import DEFAULT_MAX_RECORD_BYTES
+from beam_pipelines.sinks import (
+    DEADLETTER_DIR,
+    DEFAULT_RECORDS_PER_SHARD,
+    STATS_NAME,
+    WriteDeadLetters,
+    WriteManifest,
+    WriteStats,
+    WriteTFRecordDataset,
+)
+from beam_pipelines.stats import STAGES
+from beam_pipelines.tokenization import TokenizerNotFoundError, check_tokenizer
+from beam_pipelines.transforms import (
+    DEAD,
+    EVENTS,
+    CommitPackFTStage,
+    CommitPackStage,
+    ReadBigQueryCommits,
+    ReadCommitPackJsonl,
+    ReadGitRepositories,
+)
+
+log = logging.getLogger("beam_pipelines.commitpack")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m beam_pipelines.commitpack",
+        description="Build CommitPack / CommitPackFT TFRecord datasets with Apache Beam. "
+        "Unknown arguments are Beam pipeline options (--runner, --project, ...).",
+    )
+    parser.add_argument("--source", choices=("git", "jsonl", "bigquery"), required=True)
+    parser.add_argument("--output", required=True, help="output directory (local or gs://)")
+    parser.add_argument(
+        "--stage",
+        choices=("commitpack", "ft"),
+        default="commitpack",
+        help="commitpack: CommitPack only; ft: CommitPack and CommitPackFT",
+    )
+    parser.add_argument("--tokenizer", help="directory with tokenizer.json, or the file (for ft)")
+    git = parser.add_argument_group("git source")
+    git.add_argument("--repos", nargs="+", default=[], help="local paths or clone URLs")
+    git.add_argument("--repos_file", help="file with one 'PATH_OR_URL [NAME]' per line")
+    git.add_argument("--revs", nargs="+", default=["HEAD"], help="revisions to mine (--all ok)")
+    git.add_argument("--max_file_bytes", type=int, default=DEFAULT_MAX_FILE_BYTES)
+    jsonl = parser.add_argument_group("jsonl source")
+    jsonl.add_argument("--jsonl", nargs="+", default=[], help="file patterns (.jsonl, .jsonl.gz)")
+    jsonl.add_argument("--max_record_bytes", type=int, default=DEFAULT_MAX_RECORD_BYTES)
+    bq = parser.add_argument_group("bigquery source")
+    bq.add_argument("--bq_dataset", default=DEFAULT_DATASET)
+    bq.add_argument("--bq_limit", type=int)
+    bq.add_argument("--bq_sample_percent", type=float)
+    out = parser.add_argument_group("output")
+    out.add_argument("--records_per_shard", type=int, default=DEFAULT_RECORDS_PER_SHARD)
+    out.add_argument("--split_by_language", action="store_true")
+    out.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bump down-sampling seed")
+    out.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    return parser
+
+
+def read_repo_lines(args: argparse.Namespace) -> list[str]:
+    lines = list(args.repos)
+    if args.repos_file:
+        with FileSystems.open(args.repos_file) as fileobj:
+            text = fileobj.read().decode("utf-8")
+        lines += [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    return lines
+
+
+def validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse bad combinations before any pipeline starts (clear messages, exit code 2)."""
+    if args.source == "git" and not (args.repos or args.repos_file):
+        parser.error("--source git needs --repos and/or --repos_file")
+    if args.source == "jsonl" and not args.jsonl:
+        parser.error("--source jsonl needs --jsonl PATTERN [...]")
+    if args.stage == "ft":
+        if not args.tokenizer:
+            parser.error(
+                "the FT stage needs --tokenizer: a local directory with StarCoder's "
+                "tokenizer.json (or the file); nothing is downloaded"
+            )
+        try:
+            check_tokenizer(args.tokenizer)
+        except (TokenizerNotFoundError, ValueError) as err:
+            parser.error(str(err))
+    if args.records_per_shard <= 0:
+        parser.error("--records_per_shard must be positive")
+
+
+def prepare_output(output: str, overwrite: bool) -> None:
+    stats_path = FileSystems.join(output, STATS_NAME)
+    targets = [FileSystems.join(output, d) for d in (*STAGES, DEADLETTER_DIR)] + [stats_path]
+    existing = [t for t in targets if FileSystems.exists(t)]
+    if existing and not overwrite:
+        raise SystemExit(
+            f"{output} already holds a dataset ({', '.join(existing)}); pass --overwrite"
+        )
+    if existing:
+        FileSystems.delete(existing)
+
+
+def read_source(pipeline: beam.Pipeline, args: argparse.Namespace) -> dict[str, Any]:
+    """The source transform chosen by ``--source``: records, dead letters and events."""
+    if args.source == "git":
+        return pipeline | "Git" >> ReadGitRepositories(
+            read_repo_lines(args), args.revs, args.max_file_bytes
+        )
+    if args.source == "jsonl":
+        return pipeline | "Jsonl" >> ReadCommitPackJsonl(args.jsonl, args.max_record_bytes)
+    query = build_commits_query(
+        dataset=args.bq_dataset, limit=args.bq_limit, sample_percent=args.bq_sample_percent
+    )
+    return pipeline | "BigQuery" >> ReadBigQueryCommits(query)
+
+
+def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
+    """Add every transform of a run to ``pipeline``."""
+    stages = ["commitpack"] + (["commitpackft"] if args.stage == "ft" else [])
+    source = read_source(pipeline, args)
+    commitpack = source["records"] | "CommitPack" >> CommitPackStage()
+    dead = [source[DEAD], commitpack[DEAD]]
+    events = [source[EVENTS], commitpack[EVENTS]]
+    datasets = {"commitpack": commitpack["records"]}
+    if args.stage == "ft":
+        commitpackft = commitpack["records"] | "CommitPackFT" >> CommitPackFTStage(
+            args.tokenizer, args.seed
+        )
+        dead.append(commitpackft[DEAD])
+        events.append(commitpackft[EVENTS])
+        datasets["commitpackft"] = commitpackft["records"]
+    for stage, records in datasets.items():
+        stage_dir = FileSystems.join(args.output, stage)
+        shards = records | f"Write_{stage}" >> WriteTFRecordDataset(
+            stage_dir, stage, args.records_per_shard, args.split_by_language
+        )
+        shards | f"Manifest_{stage}" >> WriteManifest(stage_dir, stage, args.split_by_language)
+    dead | "AllDead" >> beam.Flatten() | "DeadLetters" >> WriteDeadLetters(args.output)
+    run_info = {
+        "source": args.source,
+        "stage": args.stage,
+        "seed": args.seed,
+        "tokenizer": args.tokenizer,
+        "records_per_shard": args.records_per_shard,
+        "split_by_language": args.split_by_language,
+    }
+    events | "AllEvents" >> beam.Flatten() | "Stats" >> WriteStats(args.output, stages, run_info)
+
+
+def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
+    """Beam options from the leftover arguments; DirectRunner unless a runner is given
+    (Beam's default Prism runner downloads a binary and fails offline)."""
+    options = PipelineOptions(list(beam_args))
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = "DirectRunner"
+    return options
+
+
+def summarise(stats: dict) -> str:
+    lines = [f"input: {stats['input']['total']} ({stats['input']['by_source']})"]
+    lines.append(f"dead letters: {stats['dead_letter']['total']}")
+    for stage in STAGES:
+        if stage in stats:
+            s = stats[stage]
+            lines.append(
+                f"{stage}: kept {s['kept']} of {s['input']}; dropped {s['dropped']['total']} "
+                f"{s['dropped']['by_reason']}"
+            )
+    lines.append(f"accounting ok: {stats['accounting']['ok']}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    validate_args(parser, args)
+    prepare_output(args.output, args.overwrite)
+    options = pipeline_options(beam_args)
+    log.info("running with %s", options.view_as(StandardOptions).runner)
+    with beam.Pipeline(options=options) as pipeline:
+        build_pipeline(pipeline, args)
+    # `with` waits for the run; on Dataflow with a non-blocking launcher the stats appear later.
+    stats_path = FileSystems.join(args.output, STATS_NAME)
+    if FileSystems.exists(stats_path):
+        with FileSystems.open(stats_path) as fileobj:
+            stats = json.loads(fileobj.read().decode("utf-8"))
+        log.info("done:\n%s", summarise(stats))
+        return 0 if stats["accounting"]["ok"] else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
