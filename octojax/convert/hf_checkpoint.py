@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from octojax.convert.safetensors_io import iter_tensors, write_tensors
 from octojax.model.config import ModelConfig
-from octojax.model.gptbigcode import GPTBigCode
+from octojax.model.gptbigcode import GPTBigCode, model_from_params
 
 _LAYER = re.compile(r"^(?:transformer\.)?h\.(\d+)\.(.+)$")
 _IGNORED = re.compile(r"(\.attn\.(masked_)?bias$)|(^lm_head\.weight$)")
@@ -54,7 +54,7 @@ def _split_c_attn(cfg: ModelConfig, w: np.ndarray, b: np.ndarray):
 
 def _fuse_c_attn(cfg: ModelConfig, q, qb, kv, kvb):
     """Inverse of _split_c_attn."""
-    D, N, H = cfg.n_embd, cfg.n_head, cfg.head_dim
+    D = cfg.n_embd
     if cfg.multi_query:
         w = np.concatenate([q.reshape(D, D).T, kv[:, 0, 0].T, kv[:, 1, 0].T], axis=0)
         b = np.concatenate([qb.reshape(D), kvb[0, 0], kvb[1, 0]])
@@ -190,7 +190,9 @@ def load_hf_params(
     cfg = cfg or ModelConfig.from_hf_json(model_dir)
     pd = np.dtype(jax.numpy.dtype(cfg.param_dtype))
     shapes = expected_shapes(cfg)
-    abstract = nnx.state(nnx.eval_shape(lambda: GPTBigCode(cfg, rngs=nnx.Rngs(0)))).to_pure_dict()
+    abstract = nnx.to_pure_dict(
+        nnx.state(nnx.eval_shape(lambda: GPTBigCode(cfg, rngs=nnx.Rngs(0))))
+    )
     out = jax.tree.map(lambda s: np.empty(s.shape, pd), abstract)
     seen: set[str] = set()
     pending: dict[int, dict[str, np.ndarray]] = {}  # c_attn weight/bias wait for each other
@@ -254,11 +256,7 @@ def load_hf_params(
 def load_hf_model(model_dir: str | Path, cfg: ModelConfig | None = None, **kwargs) -> GPTBigCode:
     """A GPTBigCode module holding the weights of a HF directory."""
     cfg, params = load_hf_params(model_dir, cfg, **kwargs)
-    model = nnx.eval_shape(lambda: GPTBigCode(cfg, rngs=nnx.Rngs(0)))
-    state = nnx.state(model)
-    state.replace_by_pure_dict(jax.tree.map(jax.numpy.asarray, params))
-    nnx.update(model, state)
-    return model
+    return model_from_params(cfg, params)
 
 
 # ---- export -------------------------------------------------------------------------------------

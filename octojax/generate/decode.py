@@ -130,7 +130,7 @@ def generate_tokens(
     mask_BT: np.ndarray,
     *,
     max_new_tokens: int,
-    sampling: SamplingParams = SamplingParams(),
+    sampling: SamplingParams | None = None,
     eos_ids: tuple[int, ...] = (0,),
     pad_id: int = 0,
     seed: int = 0,
@@ -152,6 +152,7 @@ def generate_tokens(
         )
     if not np.all(np.asarray(mask_BT)[:, -1]):
         raise ValueError("prompts must be left-padded: the last column must be a real token")
+    sampling = sampling or SamplingParams()
     graphdef, state = nnx.split(model)
     ds = prefill(
         graphdef,
@@ -178,7 +179,7 @@ def generate_tokens(
             pad_id=pad_id,
         )
         emitted = int(ds.step)
-        done = np.asarray(ds.done_B)
+        done = np.array(ds.done_B)
         if on_chunk is not None and not done.all():
             new_done = on_chunk(np.asarray(ds.tokens_BN), np.asarray(ds.num_tokens_B), done)
             ds.done_B = jnp.asarray(new_done | done)

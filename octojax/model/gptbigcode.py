@@ -207,7 +207,7 @@ class GPTBigCode(nnx.Module):
 
         x_BTD = self.wte[...][tokens_BT].astype(dt) + self.wpe[...][positions_BT].astype(dt)
         x_BTD = constrain(x_BTD, ("batch", "length", "act_embed"))
-        params = nnx.state(self.blocks, nnx.Param).to_pure_dict()
+        params = nnx.to_pure_dict(nnx.state(self.blocks, nnx.Param))
 
         if cache is not None:
             q_index_BT = q_index_BT + cache.index
@@ -281,3 +281,33 @@ class GPTBigCode(nnx.Module):
 def init_model(cfg: ModelConfig, seed: int = 0) -> GPTBigCode:
     """A randomly initialised model (weights as Hugging Face initialises GPTBigCode)."""
     return GPTBigCode(cfg, rngs=nnx.Rngs(params=seed))
+
+
+def param_dict(model: GPTBigCode) -> dict:
+    """The model's parameters as a plain nested dict of arrays (the layout conversion uses)."""
+    return nnx.to_pure_dict(nnx.state(model, nnx.Param))
+
+
+def model_from_params(cfg: ModelConfig, params: dict) -> GPTBigCode:
+    """A GPTBigCode holding the given parameter dict (no random initialisation is run)."""
+    model = nnx.eval_shape(lambda: GPTBigCode(cfg, rngs=nnx.Rngs(0)))
+    state = nnx.state(model)
+    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
+    nnx.update(model, state)
+    return model
+
+
+def param_logical_axes(cfg: ModelConfig) -> dict:
+    """Logical axis names of every parameter, in param_dict's nested layout (leaves are tuples)."""
+    abstract = nnx.eval_shape(lambda: GPTBigCode(cfg, rngs=nnx.Rngs(0)))
+    flat = jax.tree_util.tree_flatten_with_path(
+        nnx.state(abstract, nnx.Param), is_leaf=lambda x: isinstance(x, nnx.Variable)
+    )[0]
+    out: dict = {}
+    for path, var in flat:
+        keys = [getattr(k, "key", getattr(k, "name", k)) for k in path]
+        node = out
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = tuple(var.get_metadata()["logical_axes"])
+    return out
