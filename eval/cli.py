@@ -452,8 +452,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(None if argv is None else list(argv))
     try:
+        if hasattr(args, "k"):
+            _parse_ks(args.k)  # fail on bad options before any work
         return COMMANDS[args.command](args)
-    except (*_KNOWN_ERRORS, UsageError, GeneratorUnavailable, ToolchainError) as e:
+    except (*_KNOWN_ERRORS, ValueError, GeneratorUnavailable, ToolchainError) as e:
+        # ValueError covers bad names and settings (unknown task, language, sampling values).
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
