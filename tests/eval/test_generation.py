@@ -15,6 +15,7 @@ import pytest
 from eval.cli import main
 from eval.generation import SamplingConfig, generate_rows
 from eval.harness_format import load_generations
+from eval.report import load_results
 from eval.tasks import EXPLAIN_DESCRIBE, SYNTHESIZE, Task
 
 
@@ -124,16 +125,21 @@ def test_describe_task_is_generation_only(problems):
     assert not task.executes
 
 
-def test_generate_with_real_tiny_model(tmp_path, data_dir, problems):
-    """End to end with a random tiny octojax model: prompts in, harness-format files out."""
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A random tiny octojax model in Hugging Face format (built once per module)."""
     pytest.importorskip("jax", reason="jax is not installed: generation needs it")
     try:
         from octojax.generate.testing import tiny_model_dir
     except ImportError as e:
         pytest.skip(f"octojax.generate.testing.tiny_model_dir is not available ({e})")
-    model_dir = tiny_model_dir(tmp_path / "model")
+    return tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_generate_with_real_tiny_model(tmp_path, data_dir, problems, tiny_model):
+    """End to end with a random tiny octojax model: prompts in, harness-format files out."""
     out = tmp_path / "out"
-    code = main(["generate", "--model", str(model_dir), "--tasks", "humanevalsynthesize,humanevalfix-tests",
+    code = main(["generate", "--model", str(tiny_model), "--tasks", "humanevalsynthesize,humanevalfix-tests",
                  "--languages", "python,js", "--data-dir", str(data_dir), "--limit", "2",
                  "--n-samples", "2", "--temperature", "0.8", "--top-p", "0.95",
                  "--max-length-generation", "24", "--batch-size", "4", "--dtype", "float32",
@@ -145,3 +151,26 @@ def test_generate_with_real_tiny_model(tmp_path, data_dir, problems):
     rows = load_generations(out / "generations_humanevalsynthesize-python.json")
     assert rows[0][0].startswith(problems["python"][0]["prompt"].rstrip())
     assert rows[1][1].startswith(problems["python"][1]["prompt"].rstrip())
+    assert not (out / "results.json").exists()
+
+
+def test_generate_and_score_with_real_tiny_model(tmp_path, data_dir, tiny_model):
+    """Generate + score in one command; a random model's programs are executed and fail."""
+    try:
+        from eval.execution import check_toolchains
+
+        check_toolchains(["python"])
+    except Exception as e:
+        pytest.skip(f"execution backend or python toolchain not available ({e})")
+    out = tmp_path / "out"
+    code = main(["generate", "--model", str(tiny_model), "--tasks", "humanevalsynthesize",
+                 "--languages", "python", "--data-dir", str(data_dir), "--limit", "2",
+                 "--n-samples", "1", "--max-length-generation", "16", "--dtype", "float32",
+                 "--output-dir", str(out), "--cache-dir", str(tmp_path / "cache"),
+                 "--model-name", "tiny", "--no-progress"])  # fmt: skip
+    assert code == 0
+    (result,) = load_results(out / "results.json")
+    assert result["model"] == "tiny" and result["num_rows"] == 2
+    assert result["config"]["max_new_tokens"] == 16
+    assert "pass@1" in result and len(result["rows"][0]["samples"]) == 1
+    assert "| Synthesize | tiny |" in (out / "results.md").read_text()
