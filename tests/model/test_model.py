@@ -68,8 +68,8 @@ def test_scan_unrolled_and_remat_agree():
     ):
         cfg = model.cfg.replace(**overrides)
         np.testing.assert_allclose(np.asarray(model_from_params(cfg, params)(ids)), ref, atol=1e-5)
-        l, g = loss(cfg)
-        np.testing.assert_allclose(l, base_loss, rtol=1e-6)
+        value, g = loss(cfg)
+        np.testing.assert_allclose(value, base_loss, rtol=1e-6)
         for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(base_grad)):
             np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
 
