@@ -6,8 +6,8 @@
 n samples per row are made by repeating the row's prompt n times in one `generate` call with
 the same seed: each batch row samples its own tokens, so copies differ whenever temperature > 0
 (with temperature 0 they are identical, as in the harness without --do_sample). Rows are sent in
-chunks of about four batches; chunk i uses seed + i, so results are reproducible for a given
-seed, batch size and n. After every chunk the finished rows are saved, so an interrupted run can
+chunks of about four batches; a chunk's seed is seed + the index of its first prompt (the
+generator adds its batch index), so results are reproducible for a given seed, batch size and n. After every chunk the finished rows are saved, so an interrupted run can
 resume where it stopped.
 """
 
@@ -134,7 +134,9 @@ def generate_rows(
                 top_p=config.top_p,
                 top_k=config.top_k,
                 stop_sequences=stops,
-                seed=config.seed + start // rows_per_call,
+                # Offset by the index of the chunk's first prompt: the generator adds its batch
+                # index to the seed, so no two batches of a run share a seed.
+                seed=config.seed + start * config.n_samples,
                 batch_size=config.batch_size,
             )
             if len(outputs) != len(batch_prompts):

@@ -47,15 +47,15 @@ def test_rows_repeat_prompts_and_postprocess(problems):
     config = SamplingConfig(n_samples=2, temperature=0.2, batch_size=1, max_new_tokens=7, seed=5)
     raw = []
     rows = generate_rows(gen, task, entries, config, progress=False, raw_rows=raw)
-    # 4 * batch_size / n = 2 rows per call: calls of 4 and 2 prompts, seeds 5 and 6.
+    # 4 * batch_size / n = 2 rows per call: calls of 4 and 2 prompts, seeds 5 and 5 + 4.
     assert [len(c["prompts"]) for c in gen.calls] == [4, 2]
-    assert [c["seed"] for c in gen.calls] == [5, 6]
+    assert [c["seed"] for c in gen.calls] == [5, 9]
     assert gen.calls[0]["prompts"][:2] == [task.prompt(entries[0])] * 2
     assert gen.calls[0]["stops"] == task.stop_sequences()
     assert gen.calls[0]["max_new_tokens"] == 7
     p0 = problems["python"][0]["prompt"].rstrip()
     assert rows[0] == [p0 + "\n    return 500", p0 + "\n    return 501"]
-    assert rows[2][1].endswith("\n    return 601")
+    assert rows[2][1].endswith("\n    return 901")
     assert raw[0][0] == task.prompt(entries[0]) + "\n    return 500\nprint(1)"
 
 
