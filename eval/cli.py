@@ -383,12 +383,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     languages = parse_languages(args.languages)
     for name in tasks:
         Task(name, "python", args.template)  # fail on a bad task/template before loading a model
+    all_problems = {language: _problems(args, language) for language in languages}
     generator = load_generator(args.model, dtype=args.dtype)
     model_name = _model_name(args)
     for name in tasks:
         for language in languages:
             task = Task(name, language, args.template, eos_token=generator.eos_token)
-            problems = _problems(args, language)
+            problems = all_problems[language]
             descriptions = None
             if task.needs_descriptions:
                 d_dir = Path(args.descriptions_dir or args.output_dir)
@@ -408,10 +409,11 @@ def cmd_describe_then_synthesize(args: argparse.Namespace) -> int:
 
     languages = parse_languages(args.languages)
     Task(EXPLAIN_DESCRIBE, "python", args.template)
+    all_problems = {language: _problems(args, language) for language in languages}
     generator = load_generator(args.model, dtype=args.dtype)
     model_name = _model_name(args)
     for language in languages:
-        problems = _problems(args, language)
+        problems = all_problems[language]
         describe = Task(EXPLAIN_DESCRIBE, language, args.template, eos_token=generator.eos_token)
         descriptions, _ = _generate_task(
             args, generator, describe, describe.entries(problems), args.n_descriptions
@@ -455,8 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, "k"):
             _parse_ks(args.k)  # fail on bad options before any work
         return COMMANDS[args.command](args)
-    except (*_KNOWN_ERRORS, ValueError, GeneratorUnavailable, ToolchainError) as e:
-        # ValueError covers bad names and settings (unknown task, language, sampling values).
+    except (*_KNOWN_ERRORS, ValueError, OSError, GeneratorUnavailable, ToolchainError) as e:
+        # ValueError: bad names and settings (task, language, sampling values);
+        # OSError: missing or unreadable model, data or output paths.
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
