@@ -55,19 +55,29 @@ class Generator:
     def from_pretrained(
         cls, path: str | Path, *, dtype: str = "bfloat16", tokenizer: str | Path | None = None
     ) -> Generator:
-        """Load a Hugging Face GPTBigCode directory (config.json + weights + tokenizer files)."""
+        """Load a Hugging Face GPTBigCode directory or an octojax checkpoint (params or training run).
+
+        The tokenizer comes from `tokenizer`, else from the model directory (HF), else from a
+        `tokenizer/` directory beside the octojax checkpoint's model_config.json.
+        """
         from octojax.convert.hf_checkpoint import load_hf_model
+        from octojax.convert.octojax_checkpoint import find_params_dir, load_params
         from octojax.model.config import ModelConfig
+        from octojax.model.gptbigcode import model_from_params
 
         path = Path(path)
-        if not (path / "config.json").exists():
+        if (path / "config.json").exists():
+            cfg = ModelConfig.from_hf_json(path, dtype=dtype, param_dtype=dtype)
+            return cls(load_hf_model(path, cfg, progress=False), load_tokenizer(tokenizer or path))
+        _, cfg_file = find_params_dir(path)  # raises a clear error for anything else
+        cfg, params = load_params(path, dtype=dtype)
+        cfg = cfg.replace(dtype=dtype, param_dtype=dtype)
+        tok = tokenizer or cfg_file.parent / "tokenizer"
+        if not Path(tok).exists():
             raise FileNotFoundError(
-                f"{path}: no config.json. Give a Hugging Face model directory; export an octojax "
-                "training checkpoint first with `octojax convert export`."
+                f"{path}: octojax checkpoint has no tokenizer/ beside {cfg_file.name}; pass tokenizer="
             )
-        cfg = ModelConfig.from_hf_json(path, dtype=dtype, param_dtype=dtype)
-        model = load_hf_model(path, cfg)
-        return cls(model, load_tokenizer(tokenizer or path))
+        return cls(model_from_params(cfg, params), load_tokenizer(tok))
 
     def generate(
         self,

@@ -1,0 +1,5 @@
+import sys
+
+from octojax.cli import main
+
+sys.exit(main())

@@ -1,0 +1,72 @@
+"""`octojax generate`: complete prompts with a Hugging Face or octojax model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="generate completions with KV-cache decoding")
+    p.add_argument("--model", type=Path, required=True, help="HF directory or octojax checkpoint")
+    p.add_argument("--tokenizer", type=Path, default=None)
+    p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
+    p.add_argument("--prompts-file", type=Path, help='JSONL with a "prompt" field per line')
+    p.add_argument("--output", type=Path, help="write JSONL results here (default: print)")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--stop", action="append", default=[], help="stop sequence (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--dtype", default="bfloat16")
+    p.set_defaults(func=run)
+
+
+def read_prompts(path: Path) -> list[str]:
+    prompts = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            prompts.append(json.loads(line)["prompt"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}:{n}: expected a JSON object with a 'prompt' ({e})") from None
+    return prompts
+
+
+def run(args: argparse.Namespace) -> int:
+    from octojax.generate.generator import Generator
+
+    prompts = list(args.prompt) + (read_prompts(args.prompts_file) if args.prompts_file else [])
+    if not prompts:
+        print("octojax generate: give --prompt or --prompts-file", file=sys.stderr)
+        return 2
+    gen = Generator.from_pretrained(args.model, dtype=args.dtype, tokenizer=args.tokenizer)
+    outs = gen.generate(
+        prompts,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        stop_sequences=args.stop,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=True,
+    )
+    rows = [
+        {"prompt": p, "completion": o.text, "finish_reason": o.finish_reason, "token_ids": o.token_ids}
+        for p, o in zip(prompts, outs)
+    ]
+    if args.output:
+        args.output.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        print(f"wrote {len(rows)} completions to {args.output}")
+    else:
+        for r in rows:
+            print(f"--- prompt:\n{r['prompt']}\n--- completion ({r['finish_reason']}):\n{r['completion']}")
+    s = gen.last_stats
+    print(f"{s['new_tokens']} new tokens in {s['seconds']:.2f}s ({s['new_tokens'] / max(s['seconds'], 1e-9):.1f} tokens/s)")
+    return 0
