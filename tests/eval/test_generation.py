@@ -174,3 +174,47 @@ def test_generate_and_score_with_real_tiny_model(tmp_path, data_dir, tiny_model)
     assert result["config"]["max_new_tokens"] == 16
     assert "pass@1" in result and len(result["rows"][0]["samples"]) == 1
     assert "| Synthesize | tiny |" in (out / "results.md").read_text()
+
+
+def _canonical_completion(problems_by_language):
+    """TEST DOUBLE completion: the canonical body of the problem the prompt ends with, plus junk."""
+
+    def completion(prompt, i, seed):
+        for rows in problems_by_language.values():
+            for p in rows:
+                if prompt.endswith(p["declaration"].strip()) or prompt.endswith(
+                    p["prompt"].strip()
+                ):
+                    return "\n" + p["canonical_solution"] + "\n\nprint('junk after the function')\n"
+        raise AssertionError(f"no problem matches prompt {prompt[-80:]!r}")
+
+    return completion
+
+
+@pytest.mark.toolchains
+@pytest.mark.parametrize("language", ["python", "js", "java", "go", "cpp", "rust"])
+def test_generate_and_score_canonical_answers(tmp_path, data_dir, problems, monkeypatch, language):
+    """Canonical bodies as model answers survive prompt, post-processing and execution: 100%."""
+    try:
+        from eval.execution import check_toolchains
+
+        check_toolchains([language])
+    except Exception as e:
+        pytest.skip(f"execution backend or {language} toolchain not available ({e})")
+    subset = {language: problems[language][:6]}
+    _fake_loader(monkeypatch, CannedGenerator(_canonical_completion(subset)))
+    out = tmp_path / "out"
+    code = main(["generate", "--model", str(tmp_path), "--tasks", "humanevalsynthesize,humanevalfix-docs",
+                 "--languages", language, "--data-dir", str(data_dir), "--limit", "6",
+                 "--output-dir", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress"])  # fmt: skip
+    assert code == 0
+    results = load_results(out / "results.json")
+    assert len(results) == 2
+    for result in results:
+        failed = [
+            (r["task_id"], r["samples"][0]["detail"][:300])
+            for r in result["rows"]
+            if not r["correct"]
+        ]
+        assert failed == [], result["task"]
+        assert result["pass@1"] == 1.0
