@@ -81,13 +81,14 @@ class Slot:
         self.index = index
         self.root = root
         self.as_root = sandbox.running_as_root()
+        self.uids = sandbox.UidBlock() if self.as_root else None
         self.services: dict[str, object] = {}
         self._counter = itertools.count()
         root.mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o755)
 
     def uid(self, role: int = sandbox.ROLE_RUN) -> int | None:
-        return sandbox.slot_uid(self.index, role) if self.as_root else None
+        return sandbox.slot_uid(self.uids.block, role) if self.uids is not None else None
 
     def new_workdir(self, role: int | None = sandbox.ROLE_RUN) -> Path:
         """A fresh directory for one sample, owned by the slot uid of `role` (None: by us)."""
@@ -107,11 +108,17 @@ class Slot:
                 os.chown(os.path.join(dirpath, name), uid, uid)
 
     def close(self) -> None:
+        """Stop the slot's services, kill anything left under its uids, release the uids."""
         for service in self.services.values():
             close = getattr(service, "close", None)
             if close:
                 close()
         self.services.clear()
+        if self.uids is not None:
+            for role in (sandbox.ROLE_RUN, sandbox.ROLE_PYTHON, sandbox.ROLE_JAVAC):
+                sandbox.reap_uid(self.uid(role))
+            self.uids.release()
+            self.uids = None
 
 
 def make_slot_root(index: int, base: Path | None = None) -> Path:

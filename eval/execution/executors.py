@@ -127,14 +127,14 @@ class GoExecutor(Executor):
 
     def prepare(self) -> None:
         self.go = toolchains.tool("go")
-        toolchains.go_cache_root().mkdir(parents=True, exist_ok=True)
+        toolchains.go_cache_template()
 
     def _cache(self, slot: Slot) -> Path:
-        cache = toolchains.go_cache_root() / f"slot{slot.index}"
+        """The slot's own copy of the warm template cache (writable only by the slot's uid)."""
+        cache = slot.root / "gocache"
         if not cache.exists():
-            cache.mkdir(parents=True)
-            if slot.uid() is not None:
-                os.chown(cache, slot.uid(), slot.uid())
+            shutil.copytree(toolchains.go_cache_template(), cache)
+            slot.hand_over(cache)
         return cache
 
     def run(self, program: Program, slot: Slot) -> ExecResult:
@@ -143,8 +143,7 @@ class GoExecutor(Executor):
         start = time.monotonic()
         try:
             (workdir / "main_test.go").write_text(program.source, encoding="utf-8")
-            env = {"GO111MODULE": "off", "GOPATH": toolchains.GOPATH, "GOCACHE": str(cache), "GOPROXY": "off",
-                   "GOFLAGS": "", "CGO_ENABLED": "0", "GOMAXPROCS": "2"}  # fmt: skip
+            env = toolchains.go_env(cache)
             ran = self._sandboxed([self.go, "test", f"-timeout={int(self.timeout)}s", "main_test.go"], slot, workdir,
                                   timeout=self.timeout, env=env, rw_binds=(str(cache),),
                                   limits=self.settings.limits("go", processes=1024))  # fmt: skip

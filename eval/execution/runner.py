@@ -105,10 +105,6 @@ def run_programs(
         finally:
             for slot in all_slots:
                 slot.close()
-                uid = slot.uid()
-                if uid is not None:
-                    for role in (sandbox.ROLE_RUN, sandbox.ROLE_PYTHON, sandbox.ROLE_JAVAC):
-                        sandbox.reap_uid(sandbox.slot_uid(slot.index, role))
             shutil.rmtree(base, ignore_errors=True)
     bar.close()
     return [r for r in results if r is not None] if all(r is not None for r in results) else results  # type: ignore[return-value]

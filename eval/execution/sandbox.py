@@ -62,9 +62,41 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
 
 
-def slot_uid(slot: int, role: int = ROLE_RUN) -> int:
-    """The unprivileged uid for worker `slot` in `role` (distinct per slot and role)."""
-    return BASE_UID + 8 * slot + role
+UID_BLOCKS = 512
+LOCK_DIR = Path("/run/lock/octojax-exec") if Path("/run/lock").is_dir() else Path("/tmp/octojax-exec-locks")
+
+
+def slot_uid(block: int, role: int = ROLE_RUN) -> int:
+    """The unprivileged uid for uid block `block` in `role` (distinct per block and role)."""
+    return BASE_UID + 8 * block + role
+
+
+class UidBlock:
+    """Exclusive claim (flock) on a block of sandbox uids, so concurrent evaluations on one
+    machine never share a uid: the leftover sweep kills every process of a uid it owns."""
+
+    def __init__(self) -> None:
+        import fcntl
+
+        LOCK_DIR.mkdir(parents=True, exist_ok=True)
+        for block in range(UID_BLOCKS):
+            fh = open(LOCK_DIR / f"block{block}.lock", "w")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.close()
+                continue
+            if any(processes_of_uid(slot_uid(block, role)) for role in range(8)):
+                fh.close()  # someone without our lock uses these uids: leave them alone
+                continue
+            self.block, self._fh = block, fh
+            return
+        raise SandboxError(f"all {UID_BLOCKS} sandbox uid blocks are busy ({LOCK_DIR})")
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 def running_as_root() -> bool:
@@ -298,11 +330,11 @@ def _pump(proc: subprocess.Popen, deadline: float, cap: int) -> Outcome:
                 break
     finally:
         sel.close()
-    if timed_out or overflow or proc.poll() is None:
+    if timed_out or overflow:
         kill_group(proc)
-    remaining = max(0.0, deadline - time.monotonic())
+    # Pipes closed (or the program exited): wait for its status until the deadline, no longer.
     try:
-        returncode = proc.wait(timeout=remaining + 5)
+        returncode = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         kill_group(proc)
         returncode = proc.wait()
