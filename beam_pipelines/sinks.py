@@ -172,7 +172,7 @@ class WriteManifest(beam.PTransform):
 
 
 class WriteStats(beam.PTransform):
-    """Events -> ``<output>/stats.json``; fails the pipeline if the accounting identity breaks."""
+    """(event, count) pairs -> ``<output>/stats.json``; fails the pipeline if the accounting identity breaks."""
 
     def __init__(self, output_dir: str, stages: Iterable[str], run_info: dict[str, Any]):
         super().__init__()
@@ -192,7 +192,7 @@ class WriteStats(beam.PTransform):
 
         return (
             events
-            | "CountEvents" >> beam.combiners.Count.PerElement()
+            | "SumEvents" >> beam.CombinePerKey(sum)
             | "AllCounts" >> beam.combiners.ToList()
             | "WriteStatsJson" >> beam.Map(write)
         )

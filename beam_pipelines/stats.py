@@ -1,6 +1,7 @@
 """Counting events into the stats JSON and checking the accounting identity (no Beam).
 
-Every transform emits small *events* (tuples of strings) that the pipeline counts:
+Every transform emits small *events* (tuples of strings; the Beam DoFns pre-count them per
+bundle and emit ``(event, count)`` pairs) that the pipeline sums:
 
 - ``("input", source)``: one per input item (commit mined, JSONL line, BigQuery row);
 - ``("dead", stage, reason)``: a dead letter (stage ``source``, ``commitpack`` or ``commitpackft``);

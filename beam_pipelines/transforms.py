@@ -1,7 +1,7 @@
 """Apache Beam transforms: sources, the CommitPack and CommitPackFT stages, deduplication.
 
 Every transform returns a dict of PCollections: ``records`` (what goes on), ``dead`` (dead-letter
-dicts) and ``events`` (counting events, see :mod:`beam_pipelines.stats`). Drops and dead letters
+dicts) and ``events`` (``(event, count)`` pairs, see :mod:`beam_pipelines.stats`). Drops and dead letters
 are also Beam metrics counters in namespace ``commitpack`` (``<stage>.dropped.<reason>``,
 ``<stage>.dead.<reason>``, ``<stage>.kept``, ``source.input``), visible in the Dataflow UI.
 """
@@ -11,11 +11,15 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from beam_pipelines import filters_commitpack as cp
 from beam_pipelines import filters_ft as ft
@@ -51,21 +55,39 @@ class _Progress:
             log.info("%s: %d processed (%.0f/s)", self.what, self.count, rate)
 
 
+class _CountingDoFn(beam.DoFn):
+    """A DoFn that counts its events per bundle and emits ``(event, count)`` pairs at the end
+    of the bundle (far fewer elements than one per event, which the DirectRunner pays for)."""
+
+    def start_bundle(self):
+        self._events: Counter = Counter()
+
+    def _event(self, event: tuple[str, ...]) -> None:
+        self._events[event] += 1
+
+    def finish_bundle(self):
+        for event, n in self._events.items():
+            yield beam.pvalue.TaggedOutput(
+                EVENTS, WindowedValue((event, n), MIN_TIMESTAMP, [GlobalWindow()])
+            )
+        self._events = Counter()
+
+
 def _counter(name: str):
     return Metrics.counter(NAMESPACE, name)
 
 
-def _emit_dead(stage: str, dead: dict[str, Any]) -> Iterable:
+def _emit_dead(fn: _CountingDoFn, stage: str, dead: dict[str, Any]) -> Iterable:
     dead = {"stage": stage, **dead}
     _counter(f"{stage}.dead.{dead['reason']}").inc()
+    fn._event(("dead", stage, dead["reason"]))
     yield beam.pvalue.TaggedOutput(DEAD, dead)
-    yield beam.pvalue.TaggedOutput(EVENTS, ("dead", stage, dead["reason"]))
 
 
 # --- sources --------------------------------------------------------------------------------------
 
 
-class MineRepoFn(beam.DoFn):
+class MineRepoFn(_CountingDoFn):
     """Repository spec line -> raw commit records (+ dead letters)."""
 
     def __init__(self, revs: Sequence[str], max_file_bytes: int):
@@ -77,15 +99,15 @@ class MineRepoFn(beam.DoFn):
         progress = _Progress(f"git {spec.name}")
         for kind, payload in mine_repository(spec, self.revs, self.max_file_bytes):
             _counter("source.input").inc()
-            yield beam.pvalue.TaggedOutput(EVENTS, ("input", "git"))
+            self._event(("input", "git"))
             progress.tick()
             if kind == "commit":
                 yield payload
             else:
-                yield from _emit_dead("source", payload)
+                yield from _emit_dead(self, "source", payload)
 
 
-class ParseJsonlFn(beam.DoFn):
+class ParseJsonlFn(_CountingDoFn):
     """(file name, raw line bytes) -> record (+ dead letters)."""
 
     def __init__(self, max_record_bytes: int):
@@ -97,16 +119,16 @@ class ParseJsonlFn(beam.DoFn):
     def process(self, item: tuple[str, bytes]):
         filename, line = item
         _counter("source.input").inc()
-        yield beam.pvalue.TaggedOutput(EVENTS, ("input", "jsonl"))
+        self._event(("input", "jsonl"))
         self.progress.tick()
         kind, payload = parse_jsonl_line(line, filename, self.max_record_bytes)
         if kind == "record":
             yield payload
         else:
-            yield from _emit_dead("source", payload)
+            yield from _emit_dead(self, "source", payload)
 
 
-class ParseBigQueryRowFn(beam.DoFn):
+class ParseBigQueryRowFn(_CountingDoFn):
     """BigQuery row dict -> record (+ dead letters)."""
 
     def setup(self):
@@ -114,13 +136,13 @@ class ParseBigQueryRowFn(beam.DoFn):
 
     def process(self, row: dict[str, Any]):
         _counter("source.input").inc()
-        yield beam.pvalue.TaggedOutput(EVENTS, ("input", "bigquery"))
+        self._event(("input", "bigquery"))
         self.progress.tick()
         kind, payload = bigquery_row_to_outcome(row)
         if kind == "record":
             yield payload
         else:
-            yield from _emit_dead("source", payload)
+            yield from _emit_dead(self, "source", payload)
 
 
 def _split(pcoll_tuple) -> dict[str, beam.PCollection]:
@@ -198,7 +220,7 @@ class ReadBigQueryCommits(beam.PTransform):
 # --- CommitPack -------------------------------------------------------------------------------------
 
 
-class CommitPackFilterFn(beam.DoFn):
+class CommitPackFilterFn(_CountingDoFn):
     """Raw record -> schema record with ``lang`` (kept) or a drop event."""
 
     STAGE = "commitpack"
@@ -213,6 +235,7 @@ class CommitPackFilterFn(beam.DoFn):
             reason = cp.commitpack_drop_reason(record)
         except Exception as err:  # a bug must not lose the record: dead-letter it
             yield from _emit_dead(
+                self,
                 self.STAGE,
                 dead_letter(
                     "internal_error",
@@ -224,7 +247,7 @@ class CommitPackFilterFn(beam.DoFn):
             return
         if reason is not None:
             _counter(f"{self.STAGE}.dropped.{reason}").inc()
-            yield beam.pvalue.TaggedOutput(EVENTS, ("dropped", self.STAGE, reason))
+            self._event(("dropped", self.STAGE, reason))
             return
         yield {f: record[f] for f in FIELDS}
 
@@ -263,18 +286,21 @@ def _rank(record: dict[str, str]) -> tuple[str, str, str]:
     return (record["repos"], record["old_file"], record["new_file"])
 
 
-def _dedup_outputs(item):
-    _key, (record, n) = item
-    stage = "commitpack"
-    if n > 1:
-        _counter(f"{stage}.dropped.duplicate").inc(n - 1)
-        for _ in range(n - 1):
-            yield beam.pvalue.TaggedOutput(EVENTS, ("dropped", stage, "duplicate"))
-    _counter(f"{stage}.kept").inc()
-    yield beam.pvalue.TaggedOutput(EVENTS, ("kept", stage))
-    yield beam.pvalue.TaggedOutput(EVENTS, ("kept_lang", stage, record["lang"]))
-    yield beam.pvalue.TaggedOutput(EVENTS, ("kept_license", stage, record["license"]))
-    yield record
+class CountKeptFn(_CountingDoFn):
+    """(key, (merged record, group size)) -> the record; counts kept and duplicates."""
+
+    STAGE = "commitpack"
+
+    def process(self, item):
+        _key, (record, n) = item
+        if n > 1:
+            _counter(f"{self.STAGE}.dropped.duplicate").inc(n - 1)
+            self._events[("dropped", self.STAGE, "duplicate")] += n - 1
+        _counter(f"{self.STAGE}.kept").inc()
+        self._event(("kept", self.STAGE))
+        self._event(("kept_lang", self.STAGE, record["lang"]))
+        self._event(("kept_license", self.STAGE, record["license"]))
+        yield record
 
 
 class CommitPackStage(beam.PTransform):
@@ -288,7 +314,7 @@ class CommitPackStage(beam.PTransform):
             filtered[None]
             | "KeyForDedup" >> beam.Map(lambda r: (cp.dedup_key(r), r))
             | "MergeDuplicates" >> beam.CombinePerKey(MergeDuplicatesFn())
-            | "CountKept" >> beam.FlatMap(_dedup_outputs).with_outputs(EVENTS, main=None)
+            | "CountKept" >> beam.ParDo(CountKeptFn()).with_outputs(EVENTS, main=None)
         )
         events = (filtered[EVENTS], deduped[EVENTS]) | "FlattenEvents" >> beam.Flatten()
         return {"records": deduped[None], DEAD: filtered[DEAD], EVENTS: events}
@@ -297,7 +323,7 @@ class CommitPackStage(beam.PTransform):
 # --- CommitPackFT ---------------------------------------------------------------------------------
 
 
-class FTFilterFn(beam.DoFn):
+class FTFilterFn(_CountingDoFn):
     """CommitPack record -> CommitPackFT record (cleaned subject) or a drop event."""
 
     STAGE = "commitpackft"
@@ -318,6 +344,7 @@ class FTFilterFn(beam.DoFn):
             decision = ft.ft_decide(record, self.counter.count_pair, self.seed)
         except Exception as err:
             yield from _emit_dead(
+                self,
                 self.STAGE,
                 dead_letter(
                     "internal_error",
@@ -329,13 +356,13 @@ class FTFilterFn(beam.DoFn):
             return
         if decision.reason is not None:
             _counter(f"{self.STAGE}.dropped.{decision.reason}").inc()
-            yield beam.pvalue.TaggedOutput(EVENTS, ("dropped", self.STAGE, decision.reason))
+            self._event(("dropped", self.STAGE, decision.reason))
             return
         out = decision.record
         _counter(f"{self.STAGE}.kept").inc()
-        yield beam.pvalue.TaggedOutput(EVENTS, ("kept", self.STAGE))
-        yield beam.pvalue.TaggedOutput(EVENTS, ("kept_lang", self.STAGE, out["lang"]))
-        yield beam.pvalue.TaggedOutput(EVENTS, ("kept_license", self.STAGE, out["license"]))
+        self._event(("kept", self.STAGE))
+        self._event(("kept_lang", self.STAGE, out["lang"]))
+        self._event(("kept_license", self.STAGE, out["license"]))
         yield {f: out[f] for f in FIELDS}
 
 
