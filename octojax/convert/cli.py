@@ -13,7 +13,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("hf_dir", type=Path)
     imp.add_argument("out_dir", type=Path)
     imp.add_argument("--dtype", default=None, help="parameter dtype (default: as config.json says)")
-    exp = conv.add_parser("export", help="octojax checkpoint / training run -> Hugging Face directory")
+    exp = conv.add_parser(
+        "export", help="octojax checkpoint / training run -> Hugging Face directory"
+    )
     exp.add_argument("checkpoint", type=Path, help="params checkpoint, training run or step dir")
     exp.add_argument("out_dir", type=Path)
     exp.add_argument("--dtype", default=None, help="dtype of the written safetensors")

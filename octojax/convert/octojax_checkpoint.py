@@ -37,9 +37,15 @@ def find_params_dir(path: str | Path) -> tuple[Path, Path]:
         return path / "params", path / CONFIG_FILE
     # a training run: <run>/checkpoints/<step>/params, model_config.json in <run>/checkpoints
     for root in (path, path / "checkpoints"):
-        steps = sorted(
-            (int(p.name), p) for p in root.glob("*") if p.name.isdigit() and (p / "params").is_dir()
-        ) if root.is_dir() else []
+        steps = (
+            sorted(
+                (int(p.name), p)
+                for p in root.glob("*")
+                if p.name.isdigit() and (p / "params").is_dir()
+            )
+            if root.is_dir()
+            else []
+        )
         if steps and (root / CONFIG_FILE).exists():
             return steps[-1][1] / "params", root / CONFIG_FILE
     if (path / "params").is_dir() and (path.parent / CONFIG_FILE).exists():
@@ -82,5 +88,7 @@ def load_params(
     try:
         params = ckptr.restore(params_dir, abstract)
     except Exception as e:  # orbax raises many types; name the directory
-        raise ValueError(f"{params_dir}: cannot restore parameters ({type(e).__name__}: {e})") from e
+        raise ValueError(
+            f"{params_dir}: cannot restore parameters ({type(e).__name__}: {e})"
+        ) from e
     return cfg, params

@@ -58,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
         progress=True,
     )
     rows = [
-        {"prompt": p, "completion": o.text, "finish_reason": o.finish_reason, "token_ids": o.token_ids}
+        {
+            "prompt": p,
+            "completion": o.text,
+            "finish_reason": o.finish_reason,
+            "token_ids": o.token_ids,
+        }
         for p, o in zip(prompts, outs)
     ]
     if args.output:
@@ -66,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(rows)} completions to {args.output}")
     else:
         for r in rows:
-            print(f"--- prompt:\n{r['prompt']}\n--- completion ({r['finish_reason']}):\n{r['completion']}")
+            print(
+                f"--- prompt:\n{r['prompt']}\n--- completion ({r['finish_reason']}):\n{r['completion']}"
+            )
     s = gen.last_stats
-    print(f"{s['new_tokens']} new tokens in {s['seconds']:.2f}s ({s['new_tokens'] / max(s['seconds'], 1e-9):.1f} tokens/s)")
+    print(
+        f"{s['new_tokens']} new tokens in {s['seconds']:.2f}s ({s['new_tokens'] / max(s['seconds'], 1e-9):.1f} tokens/s)"
+    )
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -91,8 +91,13 @@ class Generator:
         seed: int = 0,
         batch_size: int = 32,
         progress: bool = False,
+        stop_when: Callable[[str], bool] | None = None,
     ) -> list[GenerationOutput]:
-        """Complete every prompt; outputs are in prompt order and reproducible for a given seed."""
+        """Complete every prompt; outputs are in prompt order and reproducible for a given seed.
+
+        stop_when(text) -> True ends a row early (checked between 32-token chunks, like stop
+        sequences), e.g. the evaluation harness's "first function is complete" check.
+        """
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k)
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         for i, ids in enumerate(encoded):
@@ -101,6 +106,7 @@ class Generator:
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         outputs: list[GenerationOutput | None] = [None] * len(prompts)
         stops = [s for s in stop_sequences if s]
+        checks = bool(stops) or stop_when is not None
         new_tokens = 0
         start = time.perf_counter()
         bar = tqdm(total=len(prompts), desc="generate", disable=not progress)
@@ -122,7 +128,9 @@ class Generator:
                     text = self.tokenizer.decode(
                         tokens_BN[r, : num_B[r]], skip_special_tokens=False
                     )
-                    done_B[r] = truncate_at_stop(text, stops)[1]
+                    done_B[r] = truncate_at_stop(text, stops)[1] or (
+                        stop_when is not None and stop_when(text)
+                    )
                 return done_B
 
             tokens_BN, num_B = generate_tokens(
@@ -134,8 +142,8 @@ class Generator:
                 eos_ids=self.eos_ids,
                 pad_id=self.pad_id,
                 seed=seed + b,
-                chunk_size=32 if stops else None,
-                on_chunk=on_chunk if stops else None,
+                chunk_size=32 if checks else None,
+                on_chunk=on_chunk if checks else None,
             )
             for r, i in enumerate(rows):
                 ids = tokens_BN[r, : num_B[r]].tolist()

@@ -118,3 +118,11 @@ def test_tiny_tokenizer_has_starcoder_specials(tmp_path):
     assert load_tokenizer(d / "tokenizer.json").encode("return 1") == tok.encode("return 1")
     with pytest.raises(FileNotFoundError):
         load_tokenizer(tmp_path / "missing")
+
+
+def test_stop_when_callback_ends_rows_early(tiny_dir):
+    gen = Generator.from_pretrained(tiny_dir, dtype="float32")
+    full = gen.generate(["class A:"], max_new_tokens=96)[0]
+    out = gen.generate(["class A:"], max_new_tokens=96, stop_when=lambda text: len(text) > 3)[0]
+    assert len(out.token_ids) <= 32 < len(full.token_ids)
+    assert full.token_ids[: len(out.token_ids)] == out.token_ids
