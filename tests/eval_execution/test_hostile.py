@@ -1,0 +1,148 @@
+"""Hostile programs are contained and reported as failures while the evaluation goes on.
+
+After the run no process a hostile program started survives (each leaves a `sleep` with a unique
+marker argument to look for) and nothing outside the sandbox changed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from eval.execution import DEFAULT_TIMEOUTS, Program, Settings, run_programs
+from eval.execution.sandbox import bwrap_usable
+from eval.execution.toolchains import missing_for
+
+pytestmark = pytest.mark.toolchains
+
+TIMEOUTS = dict(DEFAULT_TIMEOUTS, python=4.0, js=4.0, cpp=15.0, go=20.0)
+
+
+def _markers_alive(markers: list[str]) -> list[str]:
+    alive = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        alive += [f"{entry.name}: {cmdline}" for m in markers if m in cmdline]
+    return alive
+
+
+@pytest.fixture
+def listener():
+    """A TCP server on loopback that records any connection (none must arrive)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    hits: list[tuple] = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, addr = server.accept()
+                hits.append(addr)
+                conn.close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], hits
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def _py(body: str) -> str:
+    return textwrap.dedent(body)
+
+
+def test_hostile_programs_are_contained(tmp_path, listener):
+    if missing_for("python") or missing_for("js") or missing_for("cpp"):
+        pytest.skip("toolchains missing: bash eval/setup_toolchains.sh")
+    port, hits = listener
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.txt"
+    victim.write_text("untouched")
+    tag = uuid.uuid4().hex[:8]
+    sleeper = {name: f"{900 + i}.{int(tag, 16) % 997}" for i, name in enumerate(["daemon", "bomb", "js", "cpp"])}
+    libc = "import ctypes\nlibc = ctypes.CDLL(None)\n"
+    hostile = {
+        "loop": ("python", "while True:\n    pass\n"),
+        "fork_bomb": ("python", libc + _py(f"""
+            import os
+            while True:
+                if libc.fork() == 0:
+                    os.execv("/bin/sleep", ["sleep", "{sleeper['bomb']}"]) if libc.getpid() % 7 == 0 else None
+            """)),
+        "memory_hog": ("python", "chunks = []\nwhile True:\n    chunks.append(bytearray(1 << 28))\n"),
+        "endless_output": ("python", "import os\nwhile True:\n    os.write(1, b'x' * 65536)\n"),
+        "write_outside": ("python", _py(f"""
+            open({str(victim)!r}, "w").write("owned")
+            """)),
+        "write_repo": ("python", _py(f"""
+            open({str(Path(__file__).resolve().parents[2] / ('HOSTILE_' + tag))!r}, "w").write("owned")
+            """)),
+        "network": ("python", _py(f"""
+            import socket
+            socket.create_connection(("127.0.0.1", {port}), timeout=2).sendall(b"hello")
+            """)),
+        "daemon": ("python", libc + _py(f"""
+            import os
+            if libc.fork() == 0:
+                libc.setsid()
+                if libc.fork() == 0:
+                    os.execv("/bin/sleep", ["sleep", "{sleeper['daemon']}"])
+                libc._exit(0)
+            while True:
+                pass
+            """)),
+        "kill_parent": ("python", libc + "libc.kill(libc.getppid(), 9)\nlibc.kill(1, 9)\nwhile True:\n    pass\n"),
+        "js_daemon_and_output": ("js", _py(f"""
+            const cp = require("child_process");
+            cp.spawn("/bin/sleep", ["{sleeper['js']}"], {{detached: true, stdio: "ignore"}}).unref();
+            while (true) process.stdout.write("x".repeat(100000));
+            """)),
+        "cpp_fork_bomb": ("cpp", _py(f"""
+            #include <unistd.h>
+            int main() {{
+                for (;;) {{ if (fork() == 0) execl("/bin/sleep", "sleep", "{sleeper['cpp']}", (char*)0); }}
+            }}
+            """)),
+    }
+    programs = [Program(lang, src, name) for name, (lang, src) in hostile.items()]
+    # Well-behaved programs before and after: the evaluation goes on and still passes them.
+    programs.insert(0, Program("python", "assert 1 + 1 == 2\n", "fine_before"))
+    programs.append(Program("python", "import numpy as np\nassert np.arange(3).sum() == 3\n", "fine_after"))
+    programs.append(Program("js", "console.assert(1 === 1);\n", "fine_js"))
+    start = time.monotonic()
+    results = {r.key: r for r in run_programs(programs, settings=Settings(timeouts=TIMEOUTS, sandbox=bwrap_usable()),
+                                              progress=False, workers=2)}  # fmt: skip
+    elapsed = time.monotonic() - start
+    for name in hostile:
+        assert not results[name].passed, (name, results[name])
+        assert results[name].status != "error", (name, results[name])
+    assert results["loop"].status == "timeout"
+    assert results["fine_before"].passed and results["fine_after"].passed and results["fine_js"].passed
+    # node queues writes while its loop never yields: it ends by timeout or the output cap.
+    assert results["js_daemon_and_output"].status in ("timeout", "failed")
+    assert results["endless_output"].status == "failed"  # SIGXFSZ: the file-size limit
+    time.sleep(0.5)
+    assert _markers_alive(list(sleeper.values())) == []
+    assert victim.read_text() == "untouched"
+    assert not (Path(__file__).resolve().parents[2] / ("HOSTILE_" + tag)).exists()
+    assert hits == []
+    assert elapsed < 120
