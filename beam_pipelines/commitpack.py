@@ -210,7 +210,7 @@ def summarise(stats: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
