@@ -10,7 +10,8 @@ deviation fails the test:
 - CPP/23: the buggy `strlen` is shadowed by <cstring>'s, so the buggy program passes.
 - Declaration layout (Fix-tests): Go/10, 32, 38, 50 lose helper functions that only the prompt
   holds (compile errors) and CPP/38 carries half a body; canonical fails there.
-Buggy sweeps run with shorter C++ and Rust timeouts (the programs that hit them loop forever;
+The buggy sweep runs in the prompt layout only (the declaration layout changes only the text
+before the body, and a fourth sweep would exceed the test budget). Buggy sweeps run with shorter C++ and Rust timeouts (the programs that hit them loop forever;
 TIMEOUT_BOUND lists them); the benchmark re-runs everything with the harness's real timeouts.
 """
 
@@ -45,15 +46,18 @@ SWEEP_TIMEOUTS = dict(DEFAULT_TIMEOUTS, cpp=10.0, rust=30.0)
 
 @pytest.fixture(scope="module")
 def sweeps():
-    """All four sweeps in one parallel run: {(layout, field): {task_id: ExecResult}}."""
+    """The three sweeps in one parallel run: {(layout, field): {task_id: ExecResult}}."""
     missing = [f"{lang}: {m}" for lang in helpers.LANGS for m in missing_for(lang)]
     if missing:
         pytest.fail("toolchains missing (run bash eval/setup_toolchains.sh): " + "; ".join(missing))
     programs, index = [], []
     for lang in helpers.LANGS:
         for problem in helpers.load(lang):
-            for layout, build in (("prompt", helpers.prompt_layout), ("declaration", helpers.declaration_layout)):
-                for field in ("canonical_solution", "buggy_solution"):
+            for layout, build, fields in (
+                ("prompt", helpers.prompt_layout, ("canonical_solution", "buggy_solution")),
+                ("declaration", helpers.declaration_layout, ("canonical_solution",)),
+            ):
+                for field in fields:
                     programs.append(build(lang, problem, field))
                     index.append((layout, field, problem["task_id"]))
     settings = Settings(timeouts=SWEEP_TIMEOUTS, sandbox=bwrap_usable())
@@ -97,12 +101,6 @@ def test_canonical_passes_declaration_layout(sweeps, lang):
     bad = _failures(sweeps[("declaration", "canonical_solution")], PREFIX[lang], True)
     expected = {t for t in CANONICAL_FAILS | DECLARATION_CANONICAL_FAILS if t.startswith(PREFIX[lang] + "/")}
     assert set(bad) - FLAKY == expected, bad
-
-
-@pytest.mark.parametrize("lang", helpers.LANGS)
-def test_buggy_fails_declaration_layout(sweeps, lang):
-    bad = _failures(sweeps[("declaration", "buggy_solution")], PREFIX[lang], False)
-    assert set(bad) == {t for t in BUGGY_PASSES if t.startswith(PREFIX[lang] + "/")}, bad
 
 
 def test_rust32_depends_on_the_seed():
