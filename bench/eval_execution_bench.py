@@ -29,8 +29,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eval.execution import DEFAULT_TIMEOUTS, Program, Settings, run_programs  # noqa: E402
-from eval.execution import toolchains  # noqa: E402
+from eval.execution import (  # noqa: E402
+    DEFAULT_TIMEOUTS,
+    Program,
+    Settings,
+    run_programs,
+    toolchains,  # noqa: E402
+)
 from eval.execution.sandbox import bwrap_usable  # noqa: E402
 from eval.programs import assemble_program  # noqa: E402
 
@@ -66,7 +71,8 @@ class Harness:
         manifest = (toolchains.SUPPORT_DIR / "Cargo.toml").read_text()
         manifest = manifest.replace("RAND04_PATH", str(toolchains.SUPPORT_DIR / "rand04"))
         manifest = manifest.replace('name = "humaneval_crates"', 'name = "rust"').replace(
-            '[lib]\npath = "crates_lib.rs"\n', "")
+            '[lib]\npath = "crates_lib.rs"\n', ""
+        )
         (self.crate / "Cargo.toml").write_text(manifest)
         shutil.copy(toolchains.SUPPORT_DIR / "cargo-config.toml", self.crate / ".cargo/config.toml")
         self.cargo = toolchains.tool("cargo")
@@ -93,7 +99,9 @@ class Harness:
                 return rc is not None and not out and not err
             if lang == "cpp":
                 Path(d, "test.cpp").write_text(program.source)
-                rc, _, _ = _run(["g++", "-std=c++11", "test.cpp", "-lcrypto", "-lssl"], d, timeout, self.env)
+                rc, _, _ = _run(
+                    ["g++", "-std=c++11", "test.cpp", "-lcrypto", "-lssl"], d, timeout, self.env
+                )
                 return rc == 0 and _run(["./a.out"], d, timeout, self.env)[0] == 0
             if lang == "java":
                 Path(d, "Main.java").write_text(program.source)
@@ -101,7 +109,15 @@ class Harness:
                 return rc == 0 and _run(["java", "-cp", ".", "Main"], d, timeout, self.env)[0] == 0
             if lang == "go":
                 Path(d, "main_test.go").write_text(program.source)
-                return _run(["go", "test", f"-timeout={int(timeout)}s", "main_test.go"], d, timeout, self.env)[0] == 0
+                return (
+                    _run(
+                        ["go", "test", f"-timeout={int(timeout)}s", "main_test.go"],
+                        d,
+                        timeout,
+                        self.env,
+                    )[0]
+                    == 0
+                )
         raise ValueError(lang)
 
 
@@ -126,10 +142,17 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     programs = build_programs(args.languages, args.fields, args.limit)
-    report: dict = {"programs": len(programs), "fields": args.fields, "languages": args.languages, "limit": args.limit}
+    report: dict = {
+        "programs": len(programs),
+        "fields": args.fields,
+        "languages": args.languages,
+        "limit": args.limit,
+    }
     toolchains.prepare(args.languages)  # one-time artefacts, outside the timing
 
-    settings = Settings(timeouts=dict(DEFAULT_TIMEOUTS), sandbox=bwrap_usable(), rand_seed=int(SEED))
+    settings = Settings(
+        timeouts=dict(DEFAULT_TIMEOUTS), sandbox=bwrap_usable(), rand_seed=int(SEED)
+    )
     fast: dict[str, dict] = {}
     for field in args.fields:
         subset = [p for p in programs if p.key.endswith("#" + field)]
@@ -140,8 +163,11 @@ def main() -> None:
             fast[f"{lang}/{field}"] = {"seconds": time.monotonic() - t, "passed": sum(r.passed for r in res),
                                        "verdicts": {r.key: r.passed for r in res},
                                        "statuses": dict(Counter(r.status for r in res))}  # fmt: skip
-            print(f"fast    {lang:7s} {field:18s} {fast[f'{lang}/{field}']['seconds']:7.1f} s  "
-                  f"passed {fast[f'{lang}/{field}']['passed']}/{len(lp)}", flush=True)
+            print(
+                f"fast    {lang:7s} {field:18s} {fast[f'{lang}/{field}']['seconds']:7.1f} s  "
+                f"passed {fast[f'{lang}/{field}']['passed']}/{len(lp)}",
+                flush=True,
+            )
     report["fast"] = fast
     if not args.skip_harness:
         harness: dict[str, dict] = {}
@@ -153,19 +179,31 @@ def main() -> None:
                     lp = [p for p in subset if p.language == lang]
                     t = time.monotonic()
                     with ThreadPoolExecutor(HARNESS_WORKERS[lang]) as pool:
-                        verdicts = list(pool.map(lambda p: h.run(p, DEFAULT_TIMEOUTS[p.language]), lp))
+                        verdicts = list(
+                            pool.map(lambda p: h.run(p, DEFAULT_TIMEOUTS[p.language]), lp)
+                        )
                     harness[f"{lang}/{field}"] = {"seconds": time.monotonic() - t, "passed": sum(verdicts),
                                                   "verdicts": {p.key: v for p, v in zip(lp, verdicts)}}  # fmt: skip
-                    print(f"harness {lang:7s} {field:18s} {harness[f'{lang}/{field}']['seconds']:7.1f} s  "
-                          f"passed {sum(verdicts)}/{len(lp)}", flush=True)
+                    print(
+                        f"harness {lang:7s} {field:18s} {harness[f'{lang}/{field}']['seconds']:7.1f} s  "
+                        f"passed {sum(verdicts)}/{len(lp)}",
+                        flush=True,
+                    )
         report["harness"] = harness
-        mismatches = [k for key in fast for k, v in fast[key]["verdicts"].items() if harness[key]["verdicts"][k] != v]
+        mismatches = [
+            k
+            for key in fast
+            for k, v in fast[key]["verdicts"].items()
+            if harness[key]["verdicts"][k] != v
+        ]
         report["mismatches"] = mismatches
         tf = sum(v["seconds"] for v in fast.values())
         th = sum(v["seconds"] for v in harness.values())
         report["total_fast_s"], report["total_harness_s"] = tf, th
-        print(f"TOTAL fast {tf:.1f} s, harness-style {th:.1f} s, speed-up {th / tf:.2f}x, "
-              f"verdict mismatches: {mismatches}")
+        print(
+            f"TOTAL fast {tf:.1f} s, harness-style {th:.1f} s, speed-up {th / tf:.2f}x, "
+            f"verdict mismatches: {mismatches}"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
 

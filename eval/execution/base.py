@@ -12,7 +12,14 @@ from pathlib import Path
 from eval.execution import sandbox
 
 #: The reference harness's timeouts (seconds), per language (octopack.md section 4).
-DEFAULT_TIMEOUTS = {"python": 10.0, "cpp": 60.0, "js": 10.0, "java": 10.0, "go": 20.0, "rust": 300.0}
+DEFAULT_TIMEOUTS = {
+    "python": 10.0,
+    "cpp": 60.0,
+    "js": 10.0,
+    "java": 10.0,
+    "go": 20.0,
+    "rust": 300.0,
+}
 
 STATUSES = ("passed", "failed", "timeout", "compile_error", "error")
 DETAIL_CHARS = 2000

@@ -18,7 +18,12 @@ from eval.execution.base import ExecResult, Program, Settings
 
 def cache_key(program: Program, settings: Settings, executor_version: str) -> str:
     h = hashlib.sha256()
-    for part in (program.language, executor_version, settings.fingerprint(program.language), program.source):
+    for part in (
+        program.language,
+        executor_version,
+        settings.fingerprint(program.language),
+        program.source,
+    ):
         h.update(part.encode("utf-8", "surrogatepass"))
         h.update(b"\0")
     return h.hexdigest()
@@ -49,7 +54,9 @@ class ResultCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
-            json.dump({"status": result.status, "detail": result.detail, "seconds": result.seconds}, fh)
+            json.dump(
+                {"status": result.status, "detail": result.detail, "seconds": result.seconds}, fh
+            )
         try:
             os.replace(tmp, path)
         except OSError:

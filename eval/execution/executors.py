@@ -17,7 +17,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,12 +27,16 @@ from eval.programs import PYTHON_IMPORTS
 EXECUTOR_VERSION = "1"
 
 
-def _result(program: Program, outcome: sandbox.Outcome, *, seconds: float, passed_rule) -> ExecResult:
+def _result(
+    program: Program, outcome: sandbox.Outcome, *, seconds: float, passed_rule
+) -> ExecResult:
     if outcome.timed_out:
         return ExecResult(program.key, False, "timeout", "timed out", seconds)
     detail = tail(outcome.stderr or outcome.stdout)
     if outcome.output_overflow:
-        return ExecResult(program.key, False, "failed", "output limit exceeded: " + detail[-200:], seconds)
+        return ExecResult(
+            program.key, False, "failed", "output limit exceeded: " + detail[-200:], seconds
+        )
     if passed_rule(outcome):
         return ExecResult(program.key, True, "passed", detail, seconds)
     if outcome.returncode is not None and outcome.returncode < 0:
@@ -60,7 +63,9 @@ class Executor:
     def run(self, program: Program, slot: Slot) -> ExecResult:
         raise NotImplementedError
 
-    def _sandboxed(self, argv, slot: Slot, workdir: Path, *, timeout: float, env=None, **kw) -> sandbox.Outcome:
+    def _sandboxed(
+        self, argv, slot: Slot, workdir: Path, *, timeout: float, env=None, **kw
+    ) -> sandbox.Outcome:
         return sandbox.run(
             argv,
             workdir=workdir,
@@ -90,7 +95,9 @@ class CppExecutor(Executor):
                             *self.ld, "-o", "a.out", "-lcrypto", "-lssl"]  # fmt: skip
             built = self._sandboxed(compile_argv, slot, workdir, timeout=self.timeout)
             if built.timed_out:
-                return ExecResult(program.key, False, "timeout", "compilation timed out", time.monotonic() - start)
+                return ExecResult(
+                    program.key, False, "timeout", "compilation timed out", time.monotonic() - start
+                )
             if built.returncode != 0:
                 return ExecResult(program.key, False, "compile_error", tail(built.stderr or built.stdout),
                                   time.monotonic() - start)  # fmt: skip
@@ -179,7 +186,15 @@ class RustExecutor(Executor):
             env["OCTOJAX_RAND_SEED"] = str(self.settings.rand_seed)
         try:
             (workdir / "test.rs").write_text(program.source, encoding="utf-8")
-            common = [self.rustc, "--edition", "2021", "-C", "debuginfo=0", *self.externs, "test.rs"]
+            common = [
+                self.rustc,
+                "--edition",
+                "2021",
+                "-C",
+                "debuginfo=0",
+                *self.externs,
+                "test.rs",
+            ]
             # `cargo check --bin test` (the non-test build must compile too), then `cargo test`.
             # Both in one sandbox call: a shell runs the check, and the test build only if it passed.
             check = [*common, "--crate-type", "bin", "--emit=metadata", "-o", "check.rmeta"]
@@ -192,7 +207,9 @@ class RustExecutor(Executor):
             if self.compile_as_root:
                 slot.hand_over(workdir)
             if built.timed_out:
-                return ExecResult(program.key, False, "timeout", "compilation timed out", time.monotonic() - start)
+                return ExecResult(
+                    program.key, False, "timeout", "compilation timed out", time.monotonic() - start
+                )
             if built.returncode != 0:
                 return ExecResult(program.key, False, "compile_error", tail(built.stderr or built.stdout),
                                   time.monotonic() - start)  # fmt: skip
@@ -211,13 +228,24 @@ def _sh(argv: list[str]) -> str:
 class _Service:
     """A long-lived helper process (warm Python parent, Java compile server) in a slot's sandbox."""
 
-    def __init__(self, argv: list[str], slot: Slot, role: int, settings: Settings, *, env: dict, processes: int):
+    def __init__(
+        self,
+        argv: list[str],
+        slot: Slot,
+        role: int,
+        settings: Settings,
+        *,
+        env: dict,
+        processes: int,
+    ):
         self.slot, self.role = slot, role
         self.uid = slot.uid(role)
         full = list(argv)
         if settings.sandbox:
             full = sandbox.bwrap_argv(slot.root, tmpfs_bytes=256 << 20) + ["--", *full]
-        limits = sandbox.Limits(cpu_seconds=None, data_bytes=settings.data_bytes, processes=processes)
+        limits = sandbox.Limits(
+            cpu_seconds=None, data_bytes=settings.data_bytes, processes=processes
+        )
         self.proc = subprocess.Popen(
             full,
             cwd=slot.root,
@@ -318,7 +346,9 @@ class PythonExecutor(Executor):
                                   "the sample killed or wedged the process that ran it", time.monotonic() - start)  # fmt: skip
             answer = json.loads(reply)
             status = answer["status"]
-            return ExecResult(program.key, status == "passed", status, tail(answer["detail"]), answer["seconds"])
+            return ExecResult(
+                program.key, status == "passed", status, tail(answer["detail"]), answer["seconds"]
+            )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -338,7 +368,9 @@ class JavaExecutor(Executor):
                 service.close()
             argv = [self.java, "-XX:+UseSerialGC", "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-Xmx1g",
                     "-cp", str(self.classpath), "JavaCompileServer"]  # fmt: skip
-            service = _Service(argv, slot, sandbox.ROLE_JAVAC, self.settings, env={}, processes=1024)
+            service = _Service(
+                argv, slot, sandbox.ROLE_JAVAC, self.settings, env={}, processes=1024
+            )
             slot.services["javac"] = service
         return service
 
@@ -375,7 +407,9 @@ class JavaExecutor(Executor):
             if state == "timeout":
                 return ExecResult(program.key, False, "timeout", detail, time.monotonic() - start)
             if state == "error":
-                return ExecResult(program.key, False, "compile_error", tail(detail), time.monotonic() - start)
+                return ExecResult(
+                    program.key, False, "compile_error", tail(detail), time.monotonic() - start
+                )
             ran = self._sandboxed([self.java, *self.JVM_FLAGS, "-cp", "classes", "Main"], slot, workdir,
                                   timeout=self.timeout, limits=self.settings.limits("java", processes=1024))  # fmt: skip
             return _result(program, ran, seconds=time.monotonic() - start, passed_rule=_exit_zero)

@@ -13,6 +13,7 @@ Reply: {"status": "passed"|"failed"|"timeout", "detail", "seconds", "leftover"}.
 """
 
 import builtins
+import contextlib
 import io
 import json
 import os
@@ -58,11 +59,34 @@ def _guard():
     builtins.quit = None
     builtins.help = None
     os.environ["OMP_NUM_THREADS"] = "1"
-    for name in (
-        "kill system putenv remove removedirs rmdir fchdir setuid fork forkpty killpg rename "
-        "renames truncate replace unlink fchmod fchown chmod chown chroot lchflags lchmod "
-        "lchown getcwd chdir"
-    ).split():
+    for name in [
+        "kill",
+        "system",
+        "putenv",
+        "remove",
+        "removedirs",
+        "rmdir",
+        "fchdir",
+        "setuid",
+        "fork",
+        "forkpty",
+        "killpg",
+        "rename",
+        "renames",
+        "truncate",
+        "replace",
+        "unlink",
+        "fchmod",
+        "fchown",
+        "chmod",
+        "chown",
+        "chroot",
+        "lchflags",
+        "lchmod",
+        "lchown",
+        "getcwd",
+        "chdir",
+    ]:
         setattr(os, name, None)
     shutil.rmtree = None
     shutil.move = None
@@ -180,14 +204,10 @@ def _run(request):
             message += chunk
     os.close(read_fd)
     seconds = time.monotonic() - start
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
     leftover = _sweep({1, os.getpid(), os.getppid()})
     if timed_out:
         status, detail = "timeout", f"timed out after {request['timeout']:g} s"
@@ -195,7 +215,10 @@ def _run(request):
         status, detail = "passed", ""
     else:
         status = "failed"
-        detail = message[1:].decode("utf-8", "replace") or "exited without a result (os._exit or a signal)"
+        detail = (
+            message[1:].decode("utf-8", "replace")
+            or "exited without a result (os._exit or a signal)"
+        )
     return {"status": status, "detail": detail, "seconds": seconds, "leftover": leftover}
 
 

@@ -107,4 +107,4 @@ def run_programs(
                 slot.close()
             shutil.rmtree(base, ignore_errors=True)
     bar.close()
-    return [r for r in results if r is not None] if all(r is not None for r in results) else results  # type: ignore[return-value]
+    return results  # type: ignore[return-value]

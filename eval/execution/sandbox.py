@@ -63,7 +63,11 @@ class Outcome:
 
 
 UID_BLOCKS = 512
-LOCK_DIR = Path("/run/lock/octojax-exec") if Path("/run/lock").is_dir() else Path("/tmp/octojax-exec-locks")
+LOCK_DIR = (
+    Path("/run/lock/octojax-exec")
+    if Path("/run/lock").is_dir()
+    else Path("/tmp/octojax-exec-locks")
+)
 
 
 def slot_uid(block: int, role: int = ROLE_RUN) -> int:
@@ -80,7 +84,7 @@ class UidBlock:
 
         LOCK_DIR.mkdir(parents=True, exist_ok=True)
         for block in range(UID_BLOCKS):
-            fh = open(LOCK_DIR / f"block{block}.lock", "w")
+            fh = open(LOCK_DIR / f"block{block}.lock", "w")  # noqa: SIM115 - held until release()
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -269,7 +273,9 @@ def run(
     """
     full = list(argv)
     if sandbox:
-        full = bwrap_argv(workdir, ro_binds=ro_binds, rw_binds=rw_binds, tmpfs_bytes=limits.tmpfs_bytes) + ["--", *full]
+        full = bwrap_argv(
+            workdir, ro_binds=ro_binds, rw_binds=rw_binds, tmpfs_bytes=limits.tmpfs_bytes
+        ) + ["--", *full]
     start = time.monotonic()
     proc = subprocess.Popen(
         full,

@@ -181,7 +181,7 @@ def _version(argv: list[str]) -> str:
 
 def _make_world_readable(root: Path) -> None:
     """Sandboxed users (unprivileged uids) must read and traverse the prebuilt artefacts."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         os.chmod(dirpath, 0o755)
         for f in filenames:
             p = Path(dirpath, f)
@@ -239,7 +239,11 @@ def rust_crates() -> Path:
     if cargo is None or rustc is None:
         raise ToolchainError(f"rustc/cargo missing; run {SETUP_SCRIPT}")
     directory = rust_dir()
-    sources = [SUPPORT_DIR / "Cargo.toml", SUPPORT_DIR / "rand04/src/lib.rs", SUPPORT_DIR / "rand04/Cargo.toml"]
+    sources = [
+        SUPPORT_DIR / "Cargo.toml",
+        SUPPORT_DIR / "rand04/src/lib.rs",
+        SUPPORT_DIR / "rand04/Cargo.toml",
+    ]
     stamp = _stamp(_version([rustc, "--version"]), *(p.read_text() for p in sources))
     deps = directory / "target/debug/deps"
     stamp_file = directory / "stamp"
@@ -252,16 +256,26 @@ def rust_crates() -> Path:
             shutil.rmtree(directory)
         (directory / ".cargo").mkdir(parents=True)
         shutil.copytree(SUPPORT_DIR / "rand04", directory / "rand04")
-        manifest = (SUPPORT_DIR / "Cargo.toml").read_text().replace("RAND04_PATH", str(directory / "rand04"))
+        manifest = (
+            (SUPPORT_DIR / "Cargo.toml")
+            .read_text()
+            .replace("RAND04_PATH", str(directory / "rand04"))
+        )
         (directory / "Cargo.toml").write_text(manifest)
         shutil.copy(SUPPORT_DIR / "crates_lib.rs", directory / "crates_lib.rs")
         shutil.copy(SUPPORT_DIR / "cargo-config.toml", directory / ".cargo/config.toml")
         env = dict(os.environ, CARGO_HOME=str(directory / "cargo-home"), RUSTC=rustc)
         res = subprocess.run(
-            [cargo, "build", "--offline", "--quiet"], cwd=directory, env=env, capture_output=True, text=True
+            [cargo, "build", "--offline", "--quiet"],
+            cwd=directory,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         if res.returncode != 0:
-            raise ToolchainError(f"building the Rust crates in {directory} failed:\n{res.stderr[-3000:]}")
+            raise ToolchainError(
+                f"building the Rust crates in {directory} failed:\n{res.stderr[-3000:]}"
+            )
         stamp_file.write_text(stamp)
         _make_world_readable(directory)
     return deps
@@ -296,7 +310,9 @@ def java_server_classpath() -> Path:
             return directory
         directory.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [javac, "-encoding", "UTF-8", "-d", str(directory), str(source)], check=True, capture_output=True
+            [javac, "-encoding", "UTF-8", "-d", str(directory), str(source)],
+            check=True,
+            capture_output=True,
         )
         stamp_file.write_text(stamp)
         _make_world_readable(directory)
@@ -346,9 +362,13 @@ def go_cache_template() -> Path:
         work.mkdir(parents=True)
         (work / "main_test.go").write_text(GO_WARMUP)
         env = dict(os.environ, HOME=str(work), **go_env(template))
-        res = subprocess.run([go, "test", "main_test.go"], cwd=work, env=env, capture_output=True, text=True)
+        res = subprocess.run(
+            [go, "test", "main_test.go"], cwd=work, env=env, capture_output=True, text=True
+        )
         if res.returncode != 0:
-            raise ToolchainError(f"warming the Go build cache failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+            raise ToolchainError(
+                f"warming the Go build cache failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}"
+            )
         shutil.rmtree(work)
         stamp_file.write_text(stamp)
         _make_world_readable(go_cache_root())

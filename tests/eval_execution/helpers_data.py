@@ -25,11 +25,15 @@ def load(language: str) -> list[dict]:
 def prompt_layout(language: str, problem: dict, field: str) -> Program:
     """Synthesize / Fix-docs: the harness holds problem['prompt'] + solution."""
     code = problem["prompt"] + problem[field]
-    return Program(language, assemble_program(language, code, problem), f"{problem['task_id']}#{field}")
+    return Program(
+        language, assemble_program(language, code, problem), f"{problem['task_id']}#{field}"
+    )
 
 
 def declaration_layout(language: str, problem: dict, field: str) -> Program:
     """Fix-tests: the prompt base is the declaration (Rust: fn main(){} + declaration)."""
     base = (RUST_MAIN if language == "rust" else "") + problem["declaration"]
     code = base + problem[field]
-    return Program(language, assemble_program(language, code, problem), f"{problem['task_id']}#{field}#decl")
+    return Program(
+        language, assemble_program(language, code, problem), f"{problem['task_id']}#{field}#decl"
+    )

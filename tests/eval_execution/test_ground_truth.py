@@ -26,7 +26,9 @@ from eval.execution import DEFAULT_TIMEOUTS, Settings, run_programs
 from eval.execution.sandbox import bwrap_usable
 from eval.execution.toolchains import missing_for
 
-_spec = importlib.util.spec_from_file_location("_exec_helpers", Path(__file__).with_name("helpers_data.py"))
+_spec = importlib.util.spec_from_file_location(
+    "_exec_helpers", Path(__file__).with_name("helpers_data.py")
+)
 helpers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(helpers)
 
@@ -76,7 +78,14 @@ def _failures(results: dict, lang_prefix: str, want_pass: bool) -> dict[str, str
     }
 
 
-PREFIX = {"python": "Python", "js": "JavaScript", "java": "Java", "go": "Go", "cpp": "CPP", "rust": "Rust"}
+PREFIX = {
+    "python": "Python",
+    "js": "JavaScript",
+    "java": "Java",
+    "go": "Go",
+    "cpp": "CPP",
+    "rust": "Rust",
+}
 
 
 @pytest.mark.parametrize("lang", helpers.LANGS)
@@ -92,14 +101,18 @@ def test_buggy_fails_prompt_layout(sweeps, lang):
     results = sweeps[("prompt", "buggy_solution")]
     bad = _failures(results, PREFIX[lang], False)
     assert set(bad) == {t for t in BUGGY_PASSES if t.startswith(PREFIX[lang] + "/")}, bad
-    timeouts = {t for t, r in results.items() if r.status == "timeout" and t.startswith(PREFIX[lang] + "/")}
+    timeouts = {
+        t for t, r in results.items() if r.status == "timeout" and t.startswith(PREFIX[lang] + "/")
+    }
     assert timeouts == {t for t in TIMEOUT_BOUND if t.startswith(PREFIX[lang] + "/")}
 
 
 @pytest.mark.parametrize("lang", helpers.LANGS)
 def test_canonical_passes_declaration_layout(sweeps, lang):
     bad = _failures(sweeps[("declaration", "canonical_solution")], PREFIX[lang], True)
-    expected = {t for t in CANONICAL_FAILS | DECLARATION_CANONICAL_FAILS if t.startswith(PREFIX[lang] + "/")}
+    expected = {
+        t for t in CANONICAL_FAILS | DECLARATION_CANONICAL_FAILS if t.startswith(PREFIX[lang] + "/")
+    }
     assert set(bad) - FLAKY == expected, bad
 
 
@@ -109,7 +122,9 @@ def test_rust32_depends_on_the_seed():
     program = helpers.prompt_layout("rust", problem, "canonical_solution")
     statuses = {}
     for seed in (0, 1, 2):
-        settings = Settings(timeouts=dict(DEFAULT_TIMEOUTS, rust=10.0), rand_seed=seed, sandbox=bwrap_usable())
+        settings = Settings(
+            timeouts=dict(DEFAULT_TIMEOUTS, rust=10.0), rand_seed=seed, sandbox=bwrap_usable()
+        )
         statuses[seed] = run_programs([program], settings=settings, progress=False)[0].status
     assert statuses[2] == "passed"
     assert statuses[0] == "timeout"  # the Newton iteration never converges for this draw

@@ -78,55 +78,89 @@ def test_hostile_programs_are_contained(tmp_path, listener):
     victim = outside / "victim.txt"
     victim.write_text("untouched")
     tag = uuid.uuid4().hex[:8]
-    sleeper = {name: f"{900 + i}.{int(tag, 16) % 997}" for i, name in enumerate(["daemon", "bomb", "js", "cpp"])}
+    sleeper = {
+        name: f"{900 + i}.{int(tag, 16) % 997}"
+        for i, name in enumerate(["daemon", "bomb", "js", "cpp"])
+    }
     libc = "import ctypes\nlibc = ctypes.CDLL(None)\n"
     hostile = {
         "loop": ("python", "while True:\n    pass\n"),
-        "fork_bomb": ("python", libc + _py(f"""
+        "fork_bomb": (
+            "python",
+            libc
+            + _py(f"""
             import os
             while True:
                 if libc.fork() == 0:
-                    os.execv("/bin/sleep", ["sleep", "{sleeper['bomb']}"]) if libc.getpid() % 7 == 0 else None
-            """)),
-        "memory_hog": ("python", "chunks = []\nwhile True:\n    chunks.append(bytearray(1 << 28))\n"),
+                    os.execv("/bin/sleep", ["sleep", "{sleeper["bomb"]}"]) if libc.getpid() % 7 == 0 else None
+            """),
+        ),
+        "memory_hog": (
+            "python",
+            "chunks = []\nwhile True:\n    chunks.append(bytearray(1 << 28))\n",
+        ),
         "endless_output": ("python", "import os\nwhile True:\n    os.write(1, b'x' * 65536)\n"),
-        "write_outside": ("python", _py(f"""
+        "write_outside": (
+            "python",
+            _py(f"""
             open({str(victim)!r}, "w").write("owned")
-            """)),
-        "write_repo": ("python", _py(f"""
-            open({str(Path(__file__).resolve().parents[2] / ('HOSTILE_' + tag))!r}, "w").write("owned")
-            """)),
-        "network": ("python", _py(f"""
+            """),
+        ),
+        "write_repo": (
+            "python",
+            _py(f"""
+            open({str(Path(__file__).resolve().parents[2] / ("HOSTILE_" + tag))!r}, "w").write("owned")
+            """),
+        ),
+        "network": (
+            "python",
+            _py(f"""
             import socket
             socket.create_connection(("127.0.0.1", {port}), timeout=2).sendall(b"hello")
-            """)),
-        "daemon": ("python", libc + _py(f"""
+            """),
+        ),
+        "daemon": (
+            "python",
+            libc
+            + _py(f"""
             import os
             if libc.fork() == 0:
                 libc.setsid()
                 if libc.fork() == 0:
-                    os.execv("/bin/sleep", ["sleep", "{sleeper['daemon']}"])
+                    os.execv("/bin/sleep", ["sleep", "{sleeper["daemon"]}"])
                 libc._exit(0)
             while True:
                 pass
-            """)),
-        "kill_parent": ("python", libc + "libc.kill(libc.getppid(), 9)\nlibc.kill(1, 9)\nwhile True:\n    pass\n"),
-        "js_daemon_and_output": ("js", _py(f"""
+            """),
+        ),
+        "kill_parent": (
+            "python",
+            libc + "libc.kill(libc.getppid(), 9)\nlibc.kill(1, 9)\nwhile True:\n    pass\n",
+        ),
+        "js_daemon_and_output": (
+            "js",
+            _py(f"""
             const cp = require("child_process");
-            cp.spawn("/bin/sleep", ["{sleeper['js']}"], {{detached: true, stdio: "ignore"}}).unref();
+            cp.spawn("/bin/sleep", ["{sleeper["js"]}"], {{detached: true, stdio: "ignore"}}).unref();
             while (true) process.stdout.write("x".repeat(100000));
-            """)),
-        "cpp_fork_bomb": ("cpp", _py(f"""
+            """),
+        ),
+        "cpp_fork_bomb": (
+            "cpp",
+            _py(f"""
             #include <unistd.h>
             int main() {{
-                for (;;) {{ if (fork() == 0) execl("/bin/sleep", "sleep", "{sleeper['cpp']}", (char*)0); }}
+                for (;;) {{ if (fork() == 0) execl("/bin/sleep", "sleep", "{sleeper["cpp"]}", (char*)0); }}
             }}
-            """)),
+            """),
+        ),
     }
     programs = [Program(lang, src, name) for name, (lang, src) in hostile.items()]
     # Well-behaved programs before and after: the evaluation goes on and still passes them.
     programs.insert(0, Program("python", "assert 1 + 1 == 2\n", "fine_before"))
-    programs.append(Program("python", "import numpy as np\nassert np.arange(3).sum() == 3\n", "fine_after"))
+    programs.append(
+        Program("python", "import numpy as np\nassert np.arange(3).sum() == 3\n", "fine_after")
+    )
     programs.append(Program("js", "console.assert(1 === 1);\n", "fine_js"))
     start = time.monotonic()
     results = {r.key: r for r in run_programs(programs, settings=Settings(timeouts=TIMEOUTS, sandbox=bwrap_usable()),
@@ -136,7 +170,9 @@ def test_hostile_programs_are_contained(tmp_path, listener):
         assert not results[name].passed, (name, results[name])
         assert results[name].status != "error", (name, results[name])
     assert results["loop"].status == "timeout"
-    assert results["fine_before"].passed and results["fine_after"].passed and results["fine_js"].passed
+    assert (
+        results["fine_before"].passed and results["fine_after"].passed and results["fine_js"].passed
+    )
     # node queues writes while its loop never yields: it ends by timeout or the output cap.
     assert results["js_daemon_and_output"].status in ("timeout", "failed")
     assert results["endless_output"].status == "failed"  # SIGXFSZ: the file-size limit
