@@ -10,6 +10,7 @@ def build_parser() -> argparse.ArgumentParser:
     from octojax import demo
     from octojax.convert import cli as convert_cli
     from octojax.generate import cli as generate_cli
+    from octojax.train import cli as train_cli
 
     parser = argparse.ArgumentParser(
         prog="octojax", description="OctoPack in JAX: CommitPack, instruction tuning, HumanEvalPack"
@@ -21,18 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="HumanEvalPack: generate, score (see `python -m eval -h`)")
     ev.add_argument("eval_args", nargs=argparse.REMAINDER)
     ev.set_defaults(func=_evaluate)
-    for name, add in _optional_parsers():
-        add(sub)
+    train_cli.add_parser(sub)
     return parser
-
-
-def _optional_parsers():
-    """Subcommands of stages that may not be installed in every checkout."""
-    try:
-        from octojax.train import cli as train_cli
-    except ImportError:
-        return []
-    return [("train", train_cli.add_parser)]
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from flax import nnx
 
 from octojax.model.attention import attention_mask, dot_product_attention
 from octojax.model.config import ModelConfig
+from octojax.model.lora import merge_layer
 from octojax.sharding import constrain
 
 _REMAT_POLICIES = {
@@ -186,12 +187,15 @@ class GPTBigCode(nnx.Module):
         segment_ids_BT: jax.Array | None = None,
         positions_BT: jax.Array | None = None,
         cache: KVCache | None = None,
+        lora: dict | None = None,
+        lora_scale: float = 1.0,
     ) -> tuple[jax.Array, KVCache | None]:
         """Final LayerNorm output [B, T, D] (compute dtype) and the updated cache.
 
         segment_ids_BT: packed-example ids (0 = padding); a padding mask is a valid segment array.
         positions_BT: position ids; by default they restart at 0 in every segment.
         cache: when given, the T new tokens are written at cache.index and attend to the cache.
+        lora: adapters from octojax.model.lora (merged into each layer inside the scan).
         """
         cfg = self.cfg
         dt = jnp.dtype(cfg.dtype)
@@ -218,7 +222,9 @@ class GPTBigCode(nnx.Module):
             cache_segment_BS = None
 
         def layer(x_BTD, xs):
-            p, ck, cv = xs
+            p, ck, cv, lora_l = xs
+            if lora_l is not None:
+                p = merge_layer(p, lora_l, lora_scale)
             x_BTD, ck, cv = block_forward(
                 cfg,
                 p,
@@ -240,11 +246,11 @@ class GPTBigCode(nnx.Module):
 
         cache_kv = (None, None) if cache is None else (cache.k_LBSKH, cache.v_LBSKH)
         if cfg.scan_layers:
-            x_BTD, (new_k, new_v) = jax.lax.scan(layer, x_BTD, (params, *cache_kv))
+            x_BTD, (new_k, new_v) = jax.lax.scan(layer, x_BTD, (params, *cache_kv, lora))
         else:
             ks, vs = [], []
             for i in range(cfg.n_layer):
-                xs = jax.tree.map(lambda a, i=i: a[i], (params, *cache_kv))
+                xs = jax.tree.map(lambda a, i=i: a[i], (params, *cache_kv, lora))
                 x_BTD, (ck, cv) = layer(x_BTD, xs)
                 ks.append(ck)
                 vs.append(cv)
@@ -269,10 +275,17 @@ class GPTBigCode(nnx.Module):
         segment_ids_BT: jax.Array | None = None,
         positions_BT: jax.Array | None = None,
         cache: KVCache | None = None,
+        lora: dict | None = None,
+        lora_scale: float = 1.0,
     ):
         """Logits [B, T, V]; with a cache, returns (logits, new_cache)."""
         h_BTD, new_cache = self.hidden_states(
-            tokens_BT, segment_ids_BT=segment_ids_BT, positions_BT=positions_BT, cache=cache
+            tokens_BT,
+            segment_ids_BT=segment_ids_BT,
+            positions_BT=positions_BT,
+            cache=cache,
+            lora=lora,
+            lora_scale=lora_scale,
         )
         logits_BTV = self.logits(h_BTD)
         return logits_BTV if cache is None else (logits_BTV, new_cache)

@@ -1,0 +1,97 @@
+"""Orbax checkpoints of the whole training state, resumable on any mesh.
+
+A step directory holds `params` (or `lora` adapters), `opt_state`, and `meta` (JSON: step, RNG,
+the input pipeline's state). Saves are asynchronous; the newest finished checkpoint that restores
+cleanly is used, and a corrupt one is reported and skipped in favour of the one before it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from octojax.convert.octojax_checkpoint import CONFIG_FILE
+from octojax.model.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+class Checkpointer:
+    """CheckpointManager with the items params|lora, opt_state and meta."""
+
+    def __init__(self, directory: str | Path, *, keep: int, async_save: bool, param_item: str):
+        self.directory = Path(directory).absolute()
+        self.param_item = param_item
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, enable_async_checkpointing=async_save, create=True
+        )
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=(param_item, "opt_state", "meta")
+        )
+
+    def write_model_config(self, cfg: ModelConfig) -> None:
+        """model_config.json beside the steps, so convert/generate can read any step."""
+        if jax.process_index() == 0:
+            path = self.directory / CONFIG_FILE
+            path.write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+
+    def save(self, step: int, state: dict, meta: dict, *, force: bool = False) -> bool:
+        args = ocp.args.Composite(
+            **{
+                self.param_item: ocp.args.StandardSave(state["params"]),
+                "opt_state": ocp.args.StandardSave(state["opt_state"]),
+                "meta": ocp.args.JsonSave(meta),
+            }
+        )
+        return self.manager.save(step, args=args, force=force)
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def restore_latest(self, abstract_state: dict) -> tuple[dict, dict] | None:
+        """(state, meta) of the newest checkpoint that restores; None when there is none.
+
+        abstract_state carries the target shardings (ShapeDtypeStructs), so a checkpoint written
+        on one mesh is resharded onto the current one.
+        """
+        for step in reversed(self.steps()):
+            try:
+                restored = self.manager.restore(
+                    step,
+                    args=ocp.args.Composite(
+                        **{
+                            self.param_item: ocp.args.StandardRestore(abstract_state["params"]),
+                            "opt_state": ocp.args.StandardRestore(abstract_state["opt_state"]),
+                            "meta": ocp.args.JsonRestore(),
+                        }
+                    ),
+                )
+            except Exception as e:  # orbax/tensorstore raise many types for damaged files
+                log.error(
+                    "checkpoint %s is corrupt or incomplete (%s: %s); trying the previous one",
+                    self.directory / str(step),
+                    type(e).__name__,
+                    str(e).splitlines()[0][:300] if str(e) else "",
+                )
+                continue
+            meta: dict[str, Any] = restored["meta"]
+            state = {
+                "step": meta["step"],
+                "params": restored[self.param_item],
+                "opt_state": restored["opt_state"],
+            }
+            return state, meta
+        return None
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

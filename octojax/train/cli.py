@@ -1,0 +1,45 @@
+"""`octojax train --config configs/<name>.yaml [key.sub=value ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="instruction-tune a model (sharded jit, orbax checkpoints)")
+    p.add_argument("--config", type=Path, required=True, help="YAML config (see configs/)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.steps=10")
+    p.add_argument(
+        "--synthetic-data",
+        action="store_true",
+        help="random packed token batches instead of the data section (benchmarks, smoke tests)",
+    )
+    p.add_argument("--seq-len", type=int, default=None, help="sequence length of synthetic data")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from octojax.train.config import load_config
+    from octojax.train.trainer import Trainer, model_config_for
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = load_config(args.config, args.overrides)
+    data = None
+    if args.synthetic_data:
+        from octojax.train.synthetic import SyntheticBatches
+
+        data = SyntheticBatches(
+            vocab_size=model_config_for(cfg).vocab_size,
+            global_batch_size=cfg.train.global_batch_size,
+            seq_len=args.seq_len or (cfg.data.seq_len if cfg.data is not None else 2048),
+            seed=cfg.train.seed,
+        )
+    result = Trainer(cfg, data=data).run()
+    last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
+    print(
+        f"[train] finished at step {result.final_step} (last loss {last}); run dir {result.run_dir}"
+        + (f"; Hugging Face export {result.hf_dir}" if result.hf_dir else "")
+    )
+    return 143 if result.preempted else 0

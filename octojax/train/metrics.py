@@ -1,0 +1,80 @@
+"""Training logs: a JSONL file, TensorBoard, and a progress bar; throughput and MFU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+from tqdm import tqdm
+
+# Dense bf16 peak FLOP/s per device, by jax device_kind substring (vendor datasheets).
+PEAK_TFLOPS = {
+    "H100": 989.0,
+    "H200": 989.0,
+    "A100": 312.0,
+    "L4": 121.0,
+    "TPU v4": 275.0,
+    "TPU v5 lite": 197.0,
+    "TPU v5e": 197.0,
+    "TPU v5p": 459.0,
+    "TPU v5": 459.0,
+    "TPU v6": 918.0,
+}
+
+
+def peak_tflops_per_device(override: float | None = None) -> float | None:
+    """The chip's peak from the table (None on CPU or unknown chips, unless overridden)."""
+    if override:
+        return override
+    kind = jax.devices()[0].device_kind
+    for key, value in PEAK_TFLOPS.items():
+        if key.lower() in kind.lower():
+            return value
+    return None
+
+
+class MetricsLogger:
+    """Writes one JSON object per logged step, TensorBoard scalars, and updates a progress bar."""
+
+    def __init__(
+        self, run_dir: Path, *, total_steps: int, start_step: int, tensorboard: bool, progress: bool
+    ):
+        self.is_main = jax.process_index() == 0
+        self.path = run_dir / "metrics.jsonl"
+        self.writer = None
+        if self.is_main and tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        self.bar = tqdm(
+            total=total_steps, initial=start_step, desc="train", unit="step",
+            disable=not (progress and self.is_main), dynamic_ncols=True,
+        )  # fmt: skip
+
+    def log(self, record: dict) -> None:
+        if not self.is_main:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step" and v is not None:
+                    self.writer.add_scalar(f"train/{k}", v, record["step"])
+        post = {"loss": f"{record['loss']:.4f}", "tok/s": f"{record['tokens_per_s']:.0f}"}
+        if record.get("mfu") is not None:
+            post["mfu"] = f"{record['mfu']:.1%}"
+        self.bar.set_postfix(post, refresh=False)
+
+    def advance(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

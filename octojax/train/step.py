@@ -1,0 +1,105 @@
+"""The training step: next-token loss with gradient accumulation, AdamW update, one jax.jit.
+
+Batches hold {"inputs", "targets", "segment_ids", "positions", "loss_weights"} of [B, T]. The loss
+is the weighted mean of token cross-entropies over the whole global batch (padding has weight 0),
+so accumulating micro-batches gives the same gradient as one big batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from octojax.model.gptbigcode import GPTBigCode
+from octojax.sharding import constrain
+
+BATCH_KEYS = ("inputs", "targets", "segment_ids", "positions", "loss_weights")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+    """Static facts the step needs: how to rebuild the model, and LoRA settings."""
+
+    graphdef: nnx.GraphDef
+    lora_scale: float | None  # None: full fine-tuning (trainable = all params)
+    num_micro_batches: int = 1
+
+
+def token_losses(
+    graphdef: nnx.GraphDef,
+    params: dict,
+    batch: dict[str, jax.Array],
+    lora: dict | None = None,
+    lora_scale: float = 1.0,
+) -> tuple[jax.Array, jax.Array]:
+    """(sum of weighted token cross-entropies, sum of weights) for one (micro-)batch."""
+    model: GPTBigCode = nnx.merge(graphdef, params)
+    h_BTD, _ = model.hidden_states(
+        batch["inputs"],
+        segment_ids_BT=batch["segment_ids"],
+        positions_BT=batch["positions"],
+        lora=lora,
+        lora_scale=lora_scale,
+    )
+    logits_BTV = model.logits(h_BTD).astype(jnp.float32)
+    ce_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, batch["targets"])
+    w_BT = batch["loss_weights"].astype(jnp.float32)
+    return jnp.sum(ce_BT * w_BT), jnp.sum(w_BT)
+
+
+def _split_micro(x_BT: jax.Array, n: int) -> jax.Array:
+    """[B, ...] -> [n, B/n, ...] with micro-batch j = rows j, j+n, ...: every data shard holds
+    rows of every micro-batch, so each micro-step stays evenly sharded."""
+    B = x_BT.shape[0]
+    x = x_BT.reshape(B // n, n, *x_BT.shape[1:]).swapaxes(0, 1)
+    return constrain(x, (None, "batch", "length"))
+
+
+def make_train_step(
+    spec: StepSpec, tx: optax.GradientTransformation
+) -> Callable[[dict, dict | None, dict], tuple[dict, dict]]:
+    """step(state, frozen, batch) -> (state, metrics); state = {step, params, opt_state}."""
+
+    def loss_and_grad(trainable, frozen, batch):
+        def f(trainable, micro):
+            if spec.lora_scale is None:
+                return token_losses(spec.graphdef, trainable, micro)
+            return token_losses(spec.graphdef, frozen, micro, trainable, spec.lora_scale)
+
+        grad_fn = jax.value_and_grad(lambda t, m: f(t, m), has_aux=True)
+        if spec.num_micro_batches == 1:
+            (loss_sum, weight), grads = grad_fn(trainable, batch)
+            return loss_sum, weight, grads
+
+        micro = {k: _split_micro(v, spec.num_micro_batches) for k, v in batch.items()}
+
+        def accumulate(carry, m):
+            loss_sum, weight, grads = carry
+            (l_sum, w), g = grad_fn(trainable, m)
+            return (loss_sum + l_sum, weight + w, jax.tree.map(jnp.add, grads, g)), None
+
+        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), trainable)
+        init = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), zeros)
+        (loss_sum, weight, grads), _ = jax.lax.scan(accumulate, init, micro)
+        return loss_sum, weight, grads
+
+    def step(state: dict, frozen: dict | None, batch: dict) -> tuple[dict, dict]:
+        loss_sum, weight, grads = loss_and_grad(state["params"], frozen, batch)
+        denom = jnp.maximum(weight, 1.0)
+        grads = jax.tree.map(lambda g: (g / denom).astype(jnp.float32), grads)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        new_state = {"step": state["step"] + 1, "params": params, "opt_state": opt_state}
+        metrics = {
+            "loss": loss_sum / denom,
+            "grad_norm": optax.tree.norm(grads),
+            "tokens": weight,
+        }
+        return new_state, metrics
+
+    return step
