@@ -63,6 +63,14 @@ class Checkpointer:
         abstract_state carries the target shardings (ShapeDtypeStructs), so a checkpoint written
         on one mesh is resharded onto the current one.
         """
+        bad: list[int] = []
+        try:
+            return self._restore_newest_good(abstract_state, bad)
+        finally:
+            if bad:
+                self._set_aside(bad)
+
+    def _restore_newest_good(self, abstract_state: dict, bad: list[int]) -> tuple[dict, dict] | None:
         for step in reversed(self.steps()):
             try:
                 restored = self.manager.restore(
@@ -82,6 +90,7 @@ class Checkpointer:
                     type(e).__name__,
                     str(e).splitlines()[0][:300] if str(e) else "",
                 )
+                bad.append(step)
                 continue
             meta: dict[str, Any] = restored["meta"]
             state = {
@@ -91,6 +100,20 @@ class Checkpointer:
             }
             return state, meta
         return None
+
+    def _set_aside(self, steps: list[int]) -> None:
+        """Rename unusable step directories to corrupt-<step> (kept for inspection, never reused)."""
+        if jax.process_index() == 0:
+            for step in steps:
+                src = self.directory / str(step)
+                dst = self.directory / f"corrupt-{step}"
+                n = 1
+                while dst.exists():
+                    dst = self.directory / f"corrupt-{step}.{n}"
+                    n += 1
+                src.rename(dst)
+                log.error("moved unusable checkpoint %s to %s", src, dst)
+        self.manager.reload()
 
     def close(self) -> None:
         self.manager.wait_until_finished()

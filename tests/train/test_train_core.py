@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from helpers.train_helpers import data, small_config
 
 from octojax.convert.octojax_checkpoint import load_params
 from octojax.model import get_preset, init_model, model_from_params, param_dict
@@ -14,31 +15,11 @@ from octojax.train import ConfigError, Trainer, config_from_dict, load_config
 from octojax.train.metrics import read_metrics
 from octojax.train.optimizer import decay_mask, learning_rate_schedule
 from octojax.train.step import StepSpec, make_train_step, token_losses
-from octojax.train.synthetic import SyntheticBatches
 
 needs_8 = pytest.mark.skipif(
     jax.device_count() < 8,
     reason="needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)",
 )
-
-
-def small_config(run_dir, **sections):
-    d = {
-        "run_dir": str(run_dir),
-        "model": {"preset": "test", "dtype": "float32"},
-        "train": {"steps": 1, "global_batch_size": 8},
-        "optimizer": {"lr": 1e-3, "warmup_steps": 0, "schedule": "constant", "eps": 1e-6},
-        "checkpoint": {"every": 100, "async_save": False},
-        "log": {"tensorboard": False, "progress": False},
-        "export": {"hf": False},
-    }
-    for k, v in sections.items():
-        d[k] = {**d.get(k, {}), **v} if isinstance(v, dict) else v
-    return config_from_dict(d)
-
-
-def data(seq_len=32, batch=8, seed=0):
-    return SyntheticBatches(vocab_size=512, global_batch_size=batch, seq_len=seq_len, seed=seed)
 
 
 @needs_8

@@ -1,0 +1,170 @@
+"""Exact resumption: SIGKILL and SIGTERM mid-run, a different mesh, a corrupt checkpoint."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import yaml
+from helpers.train_helpers import data, small_config
+
+from octojax.train import Trainer
+from octojax.train.mesh import build_mesh
+from octojax.train.metrics import read_metrics
+
+STEPS = 300
+
+
+def _write_config(run_dir: Path, steps: int = STEPS, every: int = 25) -> Path:
+    cfg = {
+        "run_dir": str(run_dir),
+        "model": {"preset": "test", "dtype": "float32"},
+        "train": {"steps": steps, "global_batch_size": 4},
+        "optimizer": {"lr": 1e-3, "warmup_steps": 10},
+        "checkpoint": {"every": every, "keep": 3, "async_save": True},
+        "log": {"tensorboard": False, "progress": False, "every": 1},
+        "export": {"hf": False},
+    }
+    path = run_dir.parent / f"{run_dir.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _train_cmd(config: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "octojax",
+        "train",
+        "--config",
+        str(config),
+        "--synthetic-data",
+        "--seq-len",
+        "32",
+    ]
+
+
+def _env() -> dict:
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu"
+    )
+    env["PYTHONPATH"] = (
+        str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
+    )
+    return env
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(run_dir)}  # a re-run step overwrites
+
+
+def _wait_for_checkpoint(ckpt_dir: Path, proc: subprocess.Popen, timeout: float = 300) -> int:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        done = [int(p.name) for p in ckpt_dir.glob("*") if p.name.isdigit()]
+        if done:
+            return max(done)
+        if proc.poll() is not None:
+            raise AssertionError(f"training exited early: {proc.stdout.read()}")
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_uninterrupted_loss_sequence(tmp_path):
+    ref = subprocess.run(
+        _train_cmd(_write_config(tmp_path / "ref")), env=_env(), capture_output=True, text=True
+    )
+    assert ref.returncode == 0, ref.stderr[-3000:]
+
+    config = _write_config(tmp_path / "killed")
+    proc = subprocess.Popen(
+        _train_cmd(config), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    saved = _wait_for_checkpoint(tmp_path / "killed" / "checkpoints", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    logged = max(_losses(tmp_path / "killed"))
+    assert logged < STEPS, "the run finished before it could be killed"
+
+    resumed = subprocess.run(_train_cmd(config), env=_env(), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout and saved >= 25
+    expected, got = _losses(tmp_path / "ref"), _losses(tmp_path / "killed")
+    assert sorted(got) == list(range(1, STEPS + 1))
+    assert got == expected  # bit-for-bit: same batches, same state, same program
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_a_rerun_finishes(tmp_path):
+    config = _write_config(tmp_path / "run", steps=100000, every=100000)
+    proc = subprocess.Popen(
+        _train_cmd(config), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 5):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out[-2000:]
+    assert "SIGTERM: saving step" in out
+    saved = [int(p.name) for p in (tmp_path / "run" / "checkpoints").glob("*") if p.name.isdigit()]
+    assert len(saved) == 1 and saved[0] >= 5
+    config = _write_config(tmp_path / "run", steps=saved[0] + 3, every=100000)
+    rerun = subprocess.run(_train_cmd(config), env=_env(), capture_output=True, text=True)
+    assert rerun.returncode == 0 and f"at step {saved[0]}" in rerun.stdout
+    assert max(_losses(tmp_path / "run")) == saved[0] + 3
+
+
+def _mesh(shape):
+    if jax.device_count() < int(np.prod(shape)):
+        pytest.skip("needs 8 devices")
+    cfg = small_config("/tmp/unused", mesh=dict(zip(("data", "fsdp", "tensor"), shape)))
+    return build_mesh(cfg.mesh, devices=jax.devices()[: int(np.prod(shape))])
+
+
+def test_checkpoint_from_one_mesh_continues_on_another(tmp_path):
+    ref = Trainer(
+        small_config(tmp_path / "ref", train={"steps": 4}), data=data(), mesh=_mesh((8, 1, 1))
+    ).run()
+    first = Trainer(
+        small_config(tmp_path / "run", train={"steps": 2}), data=data(), mesh=_mesh((8, 1, 1))
+    ).run()
+    assert first.final_step == 2
+    it = data()
+    second = Trainer(
+        small_config(tmp_path / "run", train={"steps": 4}), data=it, mesh=_mesh((2, 2, 2))
+    ).run()
+    assert second.final_step == 4 and it.index == 4  # the data iterator was restored to batch 2
+    np.testing.assert_allclose(second.losses, ref.losses[2:], rtol=1e-5)
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    cfg = small_config(tmp_path, train={"steps": 4}, checkpoint={"every": 2})
+    Trainer(cfg, data=data()).run()
+    ckpts = tmp_path / "checkpoints"
+    assert sorted(int(p.name) for p in ckpts.glob("*") if p.name.isdigit()) == [2, 4]
+    # damage every data file of step 4's parameters
+    for f in (ckpts / "4" / "params").rglob("*"):
+        if (
+            f.is_file()
+            and f.stat().st_size > 0
+            and "ocdbt" in str(f.relative_to(ckpts))
+            or f.parent.name == "d"
+        ):
+            f.write_bytes(b"\0" * 16)
+    cfg = small_config(tmp_path, train={"steps": 6}, checkpoint={"every": 2})
+    with caplog.at_level("ERROR"):
+        result = Trainer(cfg, data=data()).run()
+    assert "is corrupt or incomplete" in caplog.text and str(ckpts / "4") in caplog.text
+    assert (ckpts / "corrupt-4").is_dir()  # kept for inspection, never reused
+    assert result.final_step == 6
+    steps = [r["step"] for r in read_metrics(tmp_path)]
+    assert steps == [1, 2, 3, 4, 3, 4, 5, 6]  # resumed from step 2
