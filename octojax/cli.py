@@ -10,6 +10,7 @@ def build_parser() -> argparse.ArgumentParser:
     from octojax import demo
     from octojax.convert import cli as convert_cli
     from octojax.generate import cli as generate_cli
+    from octojax.pipeline import cli as pipeline_cli
     from octojax.train import cli as train_cli
 
     parser = argparse.ArgumentParser(
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("eval_args", nargs=argparse.REMAINDER)
     ev.set_defaults(func=_evaluate)
     train_cli.add_parser(sub)
+    pipeline_cli.add_parsers(sub)
     return parser
 
 

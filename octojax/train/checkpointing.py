@@ -70,7 +70,9 @@ class Checkpointer:
             if bad:
                 self._set_aside(bad)
 
-    def _restore_newest_good(self, abstract_state: dict, bad: list[int]) -> tuple[dict, dict] | None:
+    def _restore_newest_good(
+        self, abstract_state: dict, bad: list[int]
+    ) -> tuple[dict, dict] | None:
         for step in reversed(self.steps()):
             try:
                 restored = self.manager.restore(

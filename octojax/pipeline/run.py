@@ -1,0 +1,250 @@
+"""`octojax run`: tokenizer -> CommitPackFT (Beam) -> instruction tuning -> HumanEvalPack -> report.
+
+Each stage reads the previous stage's files and writes its own directory under run_dir, ending
+with a `.done.json` marker; a re-run skips finished stages whose inputs did not change, and an
+interrupted training stage resumes from its last checkpoint. The Beam pipeline runs in a
+subprocess, since octojax itself never imports Apache Beam.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+STAGES = ("tokenizer", "commitpack", "train", "evaluate", "report")
+
+
+def find_shared(setting: str | None) -> Path | None:
+    """../shared beside the repository (or the current directory) when setting is 'auto'."""
+    if setting and setting != "auto":
+        return Path(setting) if Path(setting).is_dir() else None
+    import octojax
+
+    for base in (Path(octojax.__file__).resolve().parents[1], Path.cwd()):
+        candidate = base.parent / "shared"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Run:
+    """The stages of one run directory; `execute()` runs what is not done yet."""
+
+    def __init__(self, cfg: dict, *, force: tuple[str, ...] = (), only: tuple[str, ...] = ()):
+        self.cfg = cfg
+        self.dir = Path(cfg["run_dir"]).absolute()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.shared = find_shared(cfg.get("shared_dir"))
+        self.force, self.only = set(force), set(only)
+        for name in self.force | self.only:
+            if name not in STAGES:
+                raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+        self.timings: dict[str, float] = {}
+
+    # ---- bookkeeping ------------------------------------------------------------------------------
+
+    def stage_dir(self, name: str) -> Path:
+        return self.dir / name
+
+    def _inputs(self, name: str) -> dict:
+        """What a stage depends on: its config section and the previous stages' markers."""
+        deps = {
+            "tokenizer": [self.cfg["tokenizer"], self.cfg["data"].get("instruction_mix")],
+            "commitpack": [self.cfg["commitpack"]],
+            "train": [self.cfg["train"], self.cfg["data"]],
+            "evaluate": [self.cfg["evaluate"]],
+            "report": [],
+        }[name]
+        before = STAGES[: STAGES.index(name)]
+        return {"config": deps, "after": [self._marker(s).get("digest") for s in before]}
+
+    def _marker(self, name: str) -> dict:
+        path = self.stage_dir(name) / ".done.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def is_done(self, name: str) -> bool:
+        marker = self._marker(name)
+        return bool(marker) and marker.get("inputs") == _digest(self._inputs(name))
+
+    def _finish(self, name: str, seconds: float, info: dict) -> None:
+        inputs = _digest(self._inputs(name))
+        marker = {
+            "inputs": inputs,
+            "digest": _digest([inputs, time.time()]),
+            "seconds": seconds,
+            **info,
+        }
+        (self.stage_dir(name) / ".done.json").write_text(json.dumps(marker, indent=2) + "\n")
+
+    def say(self, message: str) -> None:
+        print(f"[run] {message}", flush=True)
+
+    # ---- driver -----------------------------------------------------------------------------------
+
+    def execute(self) -> dict:
+        steps: dict[str, Callable[[], dict]] = {
+            "tokenizer": self.build_tokenizer,
+            "commitpack": self.build_commitpack,
+            "train": self.train,
+            "evaluate": self.evaluate,
+            "report": self.report,
+        }
+        for name in STAGES:
+            if self.only and name not in self.only:
+                continue
+            if name != "report" and self.is_done(name) and name not in self.force:
+                self.say(f"{name}: done earlier ({self.stage_dir(name)}), skipping")
+                continue
+            self.say(f"{name}: starting")
+            self.stage_dir(name).mkdir(parents=True, exist_ok=True)
+            t0 = time.perf_counter()
+            info = steps[name]()
+            seconds = time.perf_counter() - t0
+            self._finish(name, seconds, info)
+            self.say(f"{name}: finished in {seconds:.1f}s")
+        return json.loads((self.stage_dir("report") / "report.json").read_text())
+
+    # ---- stages -----------------------------------------------------------------------------------
+
+    def _instruction_mix(self) -> Path | None:
+        if not self.cfg["data"].get("instruction_mix") or self.shared is None:
+            return None
+        path = self.shared / "data" / "octogeex_instruct_mix.jsonl"
+        return path if path.exists() else None
+
+    def build_tokenizer(self) -> dict:
+        from octojax.generate.testing import code_corpus
+        from octojax.generate.tokenizer import train_bpe_tokenizer
+
+        texts = list(code_corpus())
+        mix = self._instruction_mix()
+        if mix is not None:
+            for line in mix.read_text().splitlines():
+                row = json.loads(line)
+                texts.append(row.get("prompt", "") + "\n" + row.get("completion", ""))
+        out = train_bpe_tokenizer(
+            texts, self.stage_dir("tokenizer"), vocab_size=self.cfg["tokenizer"]["vocab_size"]
+        )
+        self.say(f"tokenizer: byte-level BPE trained on {len(texts)} texts -> {out}")
+        return {"texts": len(texts), "instruction_mix": str(mix) if mix else None}
+
+    def _repos(self) -> list[str]:
+        from octojax.pipeline.demo_repo import build_demo_repo
+
+        repos = []
+        for spec in self.cfg["commitpack"]["repos"]:
+            if spec == "demo":
+                repos.append(str(build_demo_repo(self.stage_dir("commitpack") / "demo_repo")))
+            elif spec == "self":
+                import octojax
+
+                root = Path(octojax.__file__).resolve().parents[1]
+                if (root / ".git").exists():
+                    repos.append(str(root))
+                else:
+                    self.say("commitpack: octojax is not a git checkout; 'self' skipped")
+            else:
+                repos.append(spec)
+        return repos
+
+    def build_commitpack(self) -> dict:
+        out = self.stage_dir("commitpack") / "data"
+        cmd = [
+            sys.executable, "-m", "beam_pipelines.commitpack", "--source", "git",
+            "--repos", *self._repos(), "--output", str(out), "--stage", "ft",
+            "--tokenizer", str(self.stage_dir("tokenizer")), "--overwrite",
+            *self.cfg["commitpack"].get("extra_args", []),
+        ]  # fmt: skip
+        self.say("commitpack: " + " ".join(cmd))
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True)
+        seconds = time.perf_counter() - t0
+        stats = json.loads((out / "stats.json").read_text())
+        commits = stats["input"]["total"]
+        return {
+            "output": str(out),
+            "commits_in": commits,
+            "commitpack_kept": stats["commitpack"]["kept"],
+            "commitpackft_kept": stats["commitpackft"]["kept"],
+            "commits_per_s": commits / seconds,
+        }
+
+    def _train_config(self):
+        from octojax.train.config import config_from_dict
+
+        d = json.loads(json.dumps(self.cfg["train"]))
+        d["run_dir"] = str(self.stage_dir("train"))
+        data = {k: v for k, v in self.cfg["data"].items() if k != "instruction_mix"}
+        sources = []
+        ft = self.stage_dir("commitpack") / "data" / "commitpackft"
+        if json.loads((ft.parent / "stats.json").read_text())["commitpackft"]["kept"] > 0:
+            sources.append({"kind": "commitpackft", "path": str(ft)})
+        mix = self._instruction_mix()
+        if mix is not None:
+            sources.append({"kind": "jsonl", "path": str(mix)})
+        if not sources:
+            raise RuntimeError("train: CommitPackFT is empty and no instruction mix was found")
+        d["data"] = {**data, "tokenizer": str(self.stage_dir("tokenizer")), "sources": sources}
+        return config_from_dict(d, where="run config train")
+
+    def train(self) -> dict:
+        from octojax.train.metrics import read_metrics
+        from octojax.train.trainer import Trainer
+
+        cfg = self._train_config()
+        result = Trainer(cfg).run()
+        records = read_metrics(result.run_dir)
+        tps = sorted(r["tokens_per_s"] for r in records[1:]) or [0.0]
+        return {
+            "steps": result.final_step,
+            "first_loss": records[0]["loss"] if records else None,
+            "last_loss": records[-1]["loss"] if records else None,
+            "tokens_per_s_median": tps[len(tps) // 2],
+            "hf_dir": str(result.hf_dir) if result.hf_dir else None,
+            "sources": [s.path for s in cfg.data.sources],
+        }
+
+    def evaluate(self) -> dict:
+        ev = self.cfg["evaluate"]
+        data_dir = self.shared / "humanevalpack" if self.shared else None
+        if ev.get("enabled", True) is False or data_dir is None or not data_dir.is_dir():
+            self.say("evaluate: HumanEvalPack not found (../shared/humanevalpack); skipped")
+            return {"skipped": True}
+        from eval.cli import main as eval_main
+
+        model = self.stage_dir("train") / "hf"
+        argv = [
+            "generate", "--model", str(model), "--dtype", "float32",
+            "--tasks", ",".join(ev["tasks"]), "--languages", ",".join(ev["languages"]),
+            "--n-samples", str(ev["n_samples"]), "--temperature", str(ev["temperature"]),
+            "--max-length-generation", str(ev["max_new_tokens"]),
+            "--batch-size", str(ev["batch_size"]), "--data-dir", str(data_dir),
+            "--output-dir", str(self.stage_dir("evaluate")), "--model-name", "octojax-smoke",
+            "--resume",
+        ]  # fmt: skip
+        if ev.get("limit"):
+            argv += ["--limit", str(ev["limit"])]
+        t0 = time.perf_counter()
+        code = eval_main(argv)
+        if code != 0:
+            raise RuntimeError(f"evaluate: `python -m eval {' '.join(argv)}` exited with {code}")
+        return {"argv": argv, "seconds": time.perf_counter() - t0}
+
+    def report(self) -> dict:
+        from octojax.pipeline.report import write_report
+
+        report = write_report(self)
+        return {
+            "report": str(self.stage_dir("report") / "report.md"),
+            "tables": bool(report["results"]),
+        }
