@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 from octojax.convert.octojax_checkpoint import CONFIG_FILE
 from octojax.model.config import ModelConfig
@@ -26,7 +27,9 @@ class Checkpointer:
     """CheckpointManager with the items params|lora, opt_state and meta."""
 
     def __init__(self, directory: str | Path, *, keep: int, async_save: bool, param_item: str):
-        self.directory = Path(directory).absolute()
+        # etils' epath handles local paths and gs:// (orbax writes through it as well)
+        directory = str(directory)
+        self.directory = epath.Path(directory if "://" in directory else Path(directory).absolute())
         self.param_item = param_item
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, enable_async_checkpointing=async_save, create=True
@@ -38,6 +41,7 @@ class Checkpointer:
     def write_model_config(self, cfg: ModelConfig) -> None:
         """model_config.json beside the steps, so convert/generate can read any step."""
         if jax.process_index() == 0:
+            self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / CONFIG_FILE
             path.write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
 

@@ -178,8 +178,11 @@ class TrainConfig:
         _require(self.checkpoint.keep > 0, f"{where}: checkpoint.keep must be positive")
 
     @property
-    def checkpoint_dir(self) -> Path:
-        return Path(self.checkpoint.dir or Path(self.run_dir) / "checkpoints")
+    def checkpoint_dir(self):
+        """<run_dir>/checkpoints, or checkpoint.dir (local or gs://) as an etils epath.Path."""
+        from etils import epath
+
+        return epath.Path(self.checkpoint.dir or Path(self.run_dir).absolute() / "checkpoints")
 
 
 def _require(ok: bool, message: str) -> None:

@@ -362,13 +362,17 @@ class Trainer:
             print(f"[train] exported Hugging Face model to {out}", flush=True)
         return out
 
-    def _save_tokenizer(self, checkpoint_dir: Path) -> None:
+    def _save_tokenizer(self, checkpoint_dir) -> None:
+        """A copy of the tokenizer beside the checkpoints (local or gs://), for generation."""
         tok = self._tokenizer_path()
         if tok and self._main:
-            from octojax.generate.tokenizer import copy_tokenizer_files
-
-            (checkpoint_dir / "tokenizer").mkdir(parents=True, exist_ok=True)
-            copy_tokenizer_files(tok, checkpoint_dir / "tokenizer")
+            src = Path(tok)
+            files = [src] if src.is_file() else [p for p in src.iterdir() if p.is_file()]
+            dst = checkpoint_dir / "tokenizer"
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in files:
+                name = "tokenizer.json" if src.is_file() else f.name
+                (dst / name).write_bytes(f.read_bytes())
 
     def _on_sigterm(self, signum, frame) -> None:
         self._stop_requested = True
