@@ -209,7 +209,11 @@ class GPTBigCode(nnx.Module):
                 positions_BT = positions_BT + cache.index
         q_index_BT = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
 
-        x_BTD = self.wte[...][tokens_BT].astype(dt) + self.wpe[...][positions_BT].astype(dt)
+        # Gather from tables whose embed dimension is whole on every device (an all-gather over
+        # fsdp), so the partitioner never has to reshard a gather output between mesh layouts.
+        wte_VD = constrain(self.wte[...], ("vocab", None))
+        wpe_PD = constrain(self.wpe[...], (None, None))
+        x_BTD = wte_VD[tokens_BT].astype(dt) + wpe_PD[positions_BT].astype(dt)
         x_BTD = constrain(x_BTD, ("batch", "length", "act_embed"))
         params = nnx.to_pure_dict(nnx.state(self.blocks, nnx.Param))
 
