@@ -6,6 +6,8 @@ import dataclasses
 import string
 from typing import Any
 
+from beam_pipelines.schema import FIELDS as SCHEMA_FIELDS
+
 SOURCE_KINDS = ("jsonl", "commitpackft")
 OVERLONG_MODES = ("split", "truncate")
 LOSS_ON = ("all", "answer")
@@ -15,18 +17,7 @@ DEFAULT_COMMIT_TEMPLATE = "Question: {subject}\n{old_contents}\n\nAnswer:\n{new_
 DEFAULT_INSTRUCTION_TEMPLATE = "Question: {prompt}\n\nAnswer:\n{completion}"
 
 # Fields a template may use, and the field whose value is the answer (the loss-mask boundary).
-COMMIT_FIELDS = (
-    "commit",
-    "old_file",
-    "new_file",
-    "old_contents",
-    "new_contents",
-    "subject",
-    "message",
-    "lang",
-    "license",
-    "repos",
-)
+COMMIT_FIELDS = SCHEMA_FIELDS  # the CommitPack record schema, owned by beam_pipelines
 COMMIT_ANSWER_FIELD = "new_contents"
 INSTRUCTION_FIELDS = ("prompt", "completion")
 INSTRUCTION_ANSWER_FIELD = "completion"

@@ -8,27 +8,9 @@ from pathlib import Path
 
 import pytest
 
-STARCODER_SPECIALS = [
-    "<|endoftext|>",
-    "<fim_prefix>",
-    "<fim_middle>",
-    "<fim_suffix>",
-    "<fim_pad>",
-    "<filename>",
-    "<gh_stars>",
-    "<issue_start>",
-    "<issue_comment>",
-    "<issue_closed>",
-    "<jupyter_start>",
-    "<jupyter_text>",
-    "<jupyter_code>",
-    "<jupyter_output>",
-    "<empty_output>",
-    "<commit_before>",
-    "<commit_msg>",
-    "<commit_after>",
-    "<reponame>",
-]
+from octojax.generate.tokenizer import STARCODER_SPECIAL_TOKENS
+
+STARCODER_SPECIALS = list(STARCODER_SPECIAL_TOKENS)
 
 MIT_TEXT = """MIT License
 
