@@ -66,12 +66,13 @@ def train_config(run_dir: Path, tokenizer: str, sources: list[dict], **sections)
 
 @pytest.mark.slow
 def test_loss_falls_on_the_real_instruction_mix(instruct_mix, mix_tokenizer, tmp_path):
-    """Preset "smoke" (4 layers, d=128) from scratch, vocab 1024, 300 steps of 16 x 128 tokens.
+    """Preset "smoke" (4 layers, d=128) from scratch, vocab 1024, 200 steps of 16 x 128 tokens.
 
-    Observed (2-core container, load average 4-6): mean of the first 20 logged losses (steps
-    2..40) 6.20, of the last 20 (steps 262..300) 5.46; ln(1024) = 6.93 at initialisation. (With
-    250 steps the drop was only 0.37, so 300 it is.) The assertion asks for a drop of 0.4, about
-    half of what was seen. 55-85 s on 2 busy cores.
+    Observed (2-core container, load average 5-6): mean of the first 20 logged losses (steps
+    2..40) 6.26, of the last 20 (steps 162..200) 5.63; ln(1024) = 6.93 at initialisation. Adam's
+    b2 = 0.95 (the usual LLM setting) avoids the loss spike after warm-up seen with 0.999 at this
+    lr, and falls faster (0.999: 6.22 -> 5.97 in 200 steps). The assertion asks for a drop of
+    0.3, about half of what was seen. 50-70 s on 2 busy cores.
     """
     seq_len = 128
     cfg = train_config(
@@ -80,14 +81,15 @@ def test_loss_falls_on_the_real_instruction_mix(instruct_mix, mix_tokenizer, tmp
         [{"kind": "jsonl", "path": str(instruct_mix)}],
         model={"preset": "smoke", "overrides": {"n_positions": seq_len}},
         data={"seq_len": seq_len},
-        optimizer={
-            "lr": 5e-3,
-            "schedule": "cosine",
-            "warmup_steps": 10,
-            "final_lr_ratio": 0.1,
-            "weight_decay": 0.01,
-        },  # fmt: skip
-        train={"steps": 300, "global_batch_size": 16},
+        optimizer=dict(
+            lr=5e-3,
+            schedule="cosine",
+            warmup_steps=20,
+            final_lr_ratio=0.1,
+            weight_decay=0.01,
+            b2=0.95,
+        ),  # fmt: skip
+        train={"steps": 200, "global_batch_size": 16},
         log={"every": 2},
         mesh={"data": 1, "fsdp": 1},
     )
@@ -96,17 +98,15 @@ def test_loss_falls_on_the_real_instruction_mix(instruct_mix, mix_tokenizer, tmp
     result = Trainer(cfg, mesh=mesh).run()
 
     records = read_metrics(result.run_dir)
-    assert [r["step"] for r in records] == list(range(2, 301, 2))
+    assert [r["step"] for r in records] == list(range(2, 201, 2))
     losses = np.array([r["loss"] for r in records])
     assert np.isfinite(losses).all()
     first, last = losses[:20].mean(), losses[-20:].mean()
     assert abs(losses[0] - np.log(1024)) < 0.3, losses[0]  # a fresh model is near uniform
-    assert last < first - 0.4, (
-        f"loss did not fall clearly: first 20 {first:.3f}, last 20 {last:.3f}"
-    )
-    assert all(
-        r["loss_tokens"] > 0.9 * 16 * seq_len for r in records
-    )  # packed rows, little padding
+    print(f"mean loss: first 20 logged {first:.3f}, last 20 {last:.3f}")
+    assert last < first - 0.3, f"loss did not fall clearly: first 20 {first:.3f}, last {last:.3f}"
+    # packed rows: little padding
+    assert all(r["loss_tokens"] > 0.9 * 16 * seq_len for r in records)
 
 
 # ---- 2. Beam CommitPackFT from a real git repository, resumed exactly ---------------------------
@@ -236,7 +236,10 @@ def test_beam_commits_and_mix_resume_exactly(
     assert steps == [1, 2, 3, 4, 5, 6]
 
     # the saved data position is the trainer's step (the iterator state travels with the checkpoint)
-    meta = json.loads(next((ckpt_dir / "3" / "meta").glob("*")).read_text())
+    import orbax.checkpoint as ocp
+
+    with ocp.CheckpointManager(ckpt_dir, item_names=("meta",)) as manager:
+        meta = manager.restore(3, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     assert meta["step"] == 3 and meta["data_state"]["step"] == 3
 
 
