@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 
 import jax
@@ -52,28 +53,25 @@ def main() -> None:
     p.add_argument("--attention", default="auto", choices=("auto", "xla", "cudnn"))
     p.add_argument("--compare-hf", action="store_true", help="also time transformers (PyTorch)")
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--hf-only", action="store_true", help=argparse.SUPPRESS)  # the child process
     args = p.parse_args()
 
-    from octojax.model import get_preset
+    if args.hf_only:  # JAX_PLATFORMS=cpu here: torch alone owns the GPU
+        import torch
+
+        gpu = torch.cuda.is_available()
+        cfg, T, steps, repeats = resolve(args, gpu)
+        run = time_hf(cfg, args.batch, T, args.warmup, steps, repeats, gpu)
+        with open(args.json, "w") as f:
+            json.dump(run, f)
+        return
+
+    # Hugging Face first, in a child process: JAX preallocates most of the GPU's memory once its
+    # backend starts, and two frameworks' thread pools would fight over the CPU cores.
+    hf = run_hf_child(sys.argv[1:]) if args.compare_hf else None
 
     gpu = jax.default_backend() == "gpu"
-    if args.preset:
-        cfg = get_preset(args.preset)
-    elif gpu:
-        cfg = get_preset("starcoderbase-1b")
-    else:
-        cfg = get_preset("starcoderbase-1b", **CPU_SHAPE)
-    T = args.seq_len or (2048 if gpu else 512)
-    steps = args.steps or (10 if gpu else 3)
-    repeats = args.repeats or (3 if gpu else 2)
-    cfg = cfg.replace(
-        dtype=args.dtype or ("bfloat16" if gpu else "float32"),
-        param_dtype="float32",
-        remat=args.remat or ("dots_saveable" if gpu else "none"),
-        scan_layers=True,
-        attention_impl=args.attention,
-        n_positions=max(cfg.n_positions, T),
-    )
+    cfg, T, steps, repeats = resolve(args, gpu)
     peak = _peak_tflops(gpu)
     flops_per_token = cfg.flops_per_token(T)
     results = {
@@ -90,8 +88,9 @@ def main() -> None:
     ours = time_octojax(cfg, args.batch, T, args.warmup, steps, repeats, args.segments)
     results["octojax"] = _summary(ours, args.batch * T, flops_per_token, peak, jax.device_count())
     print(json.dumps({"octojax": results["octojax"]}), flush=True)
-    if args.compare_hf:
-        hf = time_hf(cfg, args.batch, T, args.warmup, steps, repeats, gpu)
+    if hf is not None:
+        if hf["device"] != ("cuda" if gpu else "cpu"):
+            raise SystemExit(f"torch ran on {hf['device']} but jax on {jax.default_backend()}")
         results["hf"] = _summary(hf, args.batch * T, flops_per_token, peak, 1)
         results["octojax_over_hf"] = round(
             results["octojax"]["tokens_per_s"] / results["hf"]["tokens_per_s"], 3
@@ -101,6 +100,52 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+
+
+def resolve(args, gpu: bool):
+    """(model config, seq_len, timed steps, repeats) from the flags and the backend's defaults."""
+    from octojax.model import get_preset
+
+    if args.preset:
+        cfg = get_preset(args.preset)
+    elif gpu:
+        cfg = get_preset("starcoderbase-1b")
+    else:
+        cfg = get_preset("starcoderbase-1b", **CPU_SHAPE)
+    T = args.seq_len or (2048 if gpu else 512)
+    cfg = cfg.replace(
+        dtype=args.dtype or ("bfloat16" if gpu else "float32"),
+        param_dtype="float32",
+        remat=args.remat or ("dots_saveable" if gpu else "none"),
+        scan_layers=True,
+        attention_impl=args.attention,
+        n_positions=max(cfg.n_positions, T),
+    )
+    return cfg, T, args.steps or (10 if gpu else 3), args.repeats or (3 if gpu else 2)
+
+
+def run_hf_child(argv: list[str]) -> dict:
+    """This script with --hf-only in a fresh process (jax kept off the GPU); its raw timings."""
+    import subprocess
+    import tempfile
+
+    rest, skip = [], False
+    for a in argv:  # drop --json PATH / --json=PATH and --compare-hf
+        if skip:
+            skip = False
+        elif a == "--json":
+            skip = True
+        elif not (a.startswith("--json=") or a == "--compare-hf"):
+            rest.append(a)
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "hf.json")
+        env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+        cmd = [sys.executable, os.path.abspath(__file__), *rest, "--hf-only", "--json", out]
+        subprocess.run(cmd, env=env, check=True)
+        with open(out) as f:
+            run = json.load(f)
+    print(json.dumps({"hf_raw": run}), flush=True)
+    return run
 
 
 def time_octojax(cfg, B: int, T: int, warmup: int, steps: int, repeats: int, segments: int):
@@ -209,7 +254,7 @@ def time_hf(cfg, B: int, T: int, warmup: int, steps: int, repeats: int, gpu: boo
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # octojax clips too
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return loss
+        return loss.detach()
 
     t0 = time.perf_counter()
     for i in range(warmup):
