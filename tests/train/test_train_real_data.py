@@ -215,7 +215,8 @@ def test_beam_commits_and_mix_resume_exactly(
     def config(run_dir: Path, steps: int):
         return train_config(
             run_dir, mix_tokenizer, sources, model=model, data={"seq_len": 256},
-            train={"steps": steps, "global_batch_size": 8}, checkpoint={"every": 2, "keep": 3},
+            train={"steps": steps, "global_batch_size": 8},
+            checkpoint={"every": 2, "keep": 3, "async_save": True},  # orbax async, the default
         )  # fmt: skip
 
     full = Trainer(config(tmp_path / "full", 6)).run()
