@@ -247,6 +247,7 @@ def test_beam_commits_and_mix_resume_exactly(
 # ---- 3. loss on answers only ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_loss_on_answer_counts_fewer_tokens_than_all(instruct_mix, mix_tokenizer, tmp_path):
     """The same batches with loss_on "answer" weigh only answer tokens; "all" every real token.
     Both counts equal what an independently built iterator says its first two batches hold."""
