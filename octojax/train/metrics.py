@@ -43,14 +43,31 @@ class MetricsLogger:
         self.is_main = jax.process_index() == 0
         self.path = run_dir / "metrics.jsonl"
         self.writer = None
+        if self.is_main:
+            self._drop_steps_after(start_step, run_dir / "metrics.discarded.jsonl")
         if self.is_main and tensorboard:
             from tensorboardX import SummaryWriter
 
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+            # purge_step hides TensorBoard events of steps that are about to be redone
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1)
         self.bar = tqdm(
             total=total_steps, initial=start_step, desc="train", unit="step",
             disable=not (progress and self.is_main), dynamic_ncols=True,
         )  # fmt: skip
+
+    def _drop_steps_after(self, step: int, discarded: Path) -> None:
+        """After a resume from `step`, move records of later steps (an abandoned stretch of the
+        run, logged after the checkpoint) out of metrics.jsonl into metrics.discarded.jsonl."""
+        if not self.path.exists():
+            return
+        keep, drop = [], []
+        for line in self.path.read_text().splitlines():
+            if line.strip():
+                (keep if json.loads(line)["step"] <= step else drop).append(line)
+        if drop:
+            with discarded.open("a") as f:
+                f.write("".join(line + "\n" for line in drop))
+            self.path.write_text("".join(line + "\n" for line in keep))
 
     def log(self, record: dict) -> None:
         if not self.is_main:

@@ -1,5 +1,6 @@
 """Exact resumption: SIGKILL and SIGTERM mid-run, a different mesh, a corrupt checkpoint."""
 
+import json
 import os
 import signal
 import subprocess
@@ -96,7 +97,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_loss_sequence(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stdout and saved >= 25
     expected, got = _losses(tmp_path / "ref"), _losses(tmp_path / "killed")
-    assert sorted(got) == list(range(1, STEPS + 1))
+    assert [r["step"] for r in read_metrics(tmp_path / "killed")] == list(range(1, STEPS + 1))
     assert got == expected  # bit-for-bit: same batches, same state, same program
 
 
@@ -166,5 +167,6 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     assert "is corrupt or incomplete" in caplog.text and str(ckpts / "4") in caplog.text
     assert (ckpts / "corrupt-4").is_dir()  # kept for inspection, never reused
     assert result.final_step == 6
-    steps = [r["step"] for r in read_metrics(tmp_path)]
-    assert steps == [1, 2, 3, 4, 3, 4, 5, 6]  # resumed from step 2
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3, 4, 5, 6]  # resumed from step 2
+    discarded = (tmp_path / "metrics.discarded.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in discarded] == [3, 4]  # the abandoned stretch
