@@ -25,6 +25,18 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+def straggler_after(settings: Settings, language: str) -> float:
+    """Seconds after which a still-running program stops holding a CPU token.
+
+    Buggy programs that loop forever spend the reference harness's whole wall timeout (60 s for
+    C++); holding a worker for it leaves a core idle-waiting in the sense that no other program can
+    start. Past this point the program keeps its slot and its own timeout but no longer blocks the
+    next program, so several timeouts overlap. Every program first runs alone on its core for at
+    least this long (canonical solutions finish in well under a second).
+    """
+    return max(3.0, 0.1 * settings.timeouts[language])
+
+
 def run_programs(
     programs: list[Program],
     *,
@@ -70,10 +82,14 @@ def run_programs(
             executors[lang] = EXECUTORS[lang](settings)
             executors[lang].prepare()
         n_workers = max(1, min(workers or default_workers(), len(todo)))
+        # CPU tokens bound the programs that run fresh at once; slots (sandbox roots, uids, warm
+        # helpers) number twice that, so up to n_workers stragglers can wait out their timeouts.
+        tokens = threading.Semaphore(n_workers)
+        n_slots = min(2 * n_workers, len(todo))
         base = Path(tempfile.mkdtemp(prefix="octojax-exec-"))
         os.chmod(base, 0o755)
         slots: queue.Queue[Slot] = queue.Queue()
-        all_slots = [Slot(i, make_slot_root(i, base)) for i in range(n_workers)]
+        all_slots = [Slot(i, make_slot_root(i, base)) for i in range(n_slots)]
         for slot in all_slots:
             slots.put(slot)
         lock = threading.Lock()
@@ -81,9 +97,21 @@ def run_programs(
         order = sorted(todo, key=lambda i: (programs[i].language, i))
 
         def work(i: int) -> None:
+            program = programs[i]
+            tokens.acquire()
+            released = threading.Event()
+
+            def release_token() -> None:
+                with lock:
+                    if not released.is_set():
+                        released.set()
+                        tokens.release()
+
+            timer = threading.Timer(straggler_after(settings, program.language), release_token)
+            timer.daemon = True
+            timer.start()
             slot = slots.get()
             try:
-                program = programs[i]
                 start = time.monotonic()
                 try:
                     result = executors[program.language].run(program, slot)
@@ -95,12 +123,14 @@ def run_programs(
                 if cache is not None:
                     cache.put(keys[i], result)
             finally:
+                timer.cancel()
+                release_token()
                 slots.put(slot)
                 with lock:
                     bar.update(1)
 
         try:
-            with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            with ThreadPoolExecutor(max_workers=n_slots) as pool:
                 list(pool.map(work, order))
         finally:
             for slot in all_slots:
