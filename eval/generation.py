@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Protocol
 
 from eval.harness_format import check_generations, save_generations
-from eval.tasks import Entry, Task
+from eval.postprocess import is_complete
+from eval.tasks import EXPLAIN_DESCRIBE, Entry, Task
 
 
 class GeneratorUnavailable(RuntimeError):
@@ -115,6 +116,11 @@ def generate_rows(
     rows: list[list[str]] = list(done)
     stops = task.stop_sequences()
     prompts = [task.prompt(e) for e in entries]
+    # The harness's early-stop check (code tasks only): a row whose first function is complete
+    # stops generating; post-processing would throw the rest away anyway.
+    stop_when = None
+    if task.name != EXPLAIN_DESCRIBE:
+        stop_when = lambda text: is_complete(task.language, text, stops)  # noqa: E731
     rows_per_call = max(1, math.ceil(4 * config.batch_size / config.n_samples))
     bar = tqdm(
         total=len(entries),
@@ -134,6 +140,7 @@ def generate_rows(
                 top_p=config.top_p,
                 top_k=config.top_k,
                 stop_sequences=stops,
+                stop_when=stop_when,
                 # Offset by the index of the chunk's first prompt: the generator adds its batch
                 # index to the seed, so no two batches of a run share a seed.
                 seed=config.seed + start * config.n_samples,

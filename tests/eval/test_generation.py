@@ -34,9 +34,10 @@ class CannedGenerator:
         self.calls = []
 
     def generate(self, prompts, *, max_new_tokens, temperature=0.0, top_p=1.0, top_k=0,
-                 stop_sequences=(), seed=0, batch_size=32):  # fmt: skip
+                 stop_sequences=(), seed=0, batch_size=32, stop_when=None):  # fmt: skip
         self.calls.append({"prompts": list(prompts), "seed": seed, "stops": list(stop_sequences),
-                           "max_new_tokens": max_new_tokens, "batch_size": batch_size})  # fmt: skip
+                           "max_new_tokens": max_new_tokens, "batch_size": batch_size,
+                           "stop_when": stop_when})  # fmt: skip
         return [_Output(self.completion(p, i, seed)) for i, p in enumerate(prompts)]
 
 
@@ -53,6 +54,9 @@ def test_rows_repeat_prompts_and_postprocess(problems):
     assert gen.calls[0]["prompts"][:2] == [task.prompt(entries[0])] * 2
     assert gen.calls[0]["stops"] == task.stop_sequences()
     assert gen.calls[0]["max_new_tokens"] == 7
+    # the harness's early-stop check: the first function is complete at an unindented line
+    assert gen.calls[0]["stop_when"]("\n    return 1\nx = 2") is True
+    assert gen.calls[0]["stop_when"]("\n    return 1") is False
     p0 = problems["python"][0]["prompt"].rstrip()
     assert rows[0] == [p0 + "\n    return 500", p0 + "\n    return 501"]
     assert rows[2][1].endswith("\n    return 901")
