@@ -7,8 +7,8 @@ from helpers.hf_reference import hf_logits, make_hf_model, save_hf
 
 from octojax.convert import load_hf_model
 
-# Measured max |diff| on this machine is about 1e-6 to 5e-6 with the scaled weights of
-# make_hf_model (logits of magnitude ~10-100); the issue asks for 1e-4.
+# Measured here (2026-11-25, CPU, jax 0.10.2, torch 2.13.0): max |diff| 1.0e-6 to 1.2e-6 for all
+# four cases, with and without left padding, at max |logit| 2.3-2.6; the issue asks for 1e-4.
 ATOL = 1e-4
 
 CASES = [
