@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from octojax.train.config import ConfigError, parse_overrides
+from octojax.train.config import ConfigError, parse_overrides, read_yaml
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 SECTIONS = {"run_dir", "shared_dir", "tokenizer", "commitpack", "train", "data", "evaluate"}
@@ -26,14 +26,7 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] = ()) -
     cfg = yaml.safe_load(DEFAULT_CONFIG.read_text())
     where = "default run config"
     if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"{path}: run config does not exist")
-        try:
-            user = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML ({e})") from None
-        cfg = _merge(cfg, user, str(path))
+        cfg = _merge(cfg, read_yaml(path, "run config"), str(path))
         where = str(path)
     for key, value in parse_overrides(list(overrides)):
         node = cfg

@@ -298,16 +298,20 @@ def config_from_dict(d: dict, overrides: list[str] = (), where: str = "config") 
     return cfg
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
-    """Load a YAML config file and apply `key=value` overrides."""
+def read_yaml(path: str | Path, what: str = "config file") -> dict:
+    """A YAML mapping from a file; ConfigError naming the file if it is absent or not YAML."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path}: config file does not exist")
+        raise ConfigError(f"{path}: {what} does not exist")
     try:
-        d = yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML ({e})") from None
-    return config_from_dict(d, overrides, where=str(path))
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
+    """Load a YAML config file and apply `key=value` overrides."""
+    return config_from_dict(read_yaml(path), overrides, where=str(path))
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:
