@@ -310,7 +310,12 @@ class PythonExecutor(Executor):
         if service is None or not service.alive():
             if service is not None:
                 service.close()
-            script = str(Path(__file__).with_name("python_zygote.py"))
+            # Run a copy inside the slot: the sandbox hides the rest of /tmp (and possibly the
+            # checkout), and the unprivileged uid may not be able to read the checkout at all.
+            script_path = slot.root / "python_zygote.py"
+            shutil.copyfile(Path(__file__).with_name("python_zygote.py"), script_path)
+            os.chmod(script_path, 0o644)
+            script = str(script_path)
             imports = "\n".join(PYTHON_IMPORTS)
             mode = "sweep-uid" if slot.uid() is not None else "sweep-ns"
             env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
