@@ -79,6 +79,14 @@ def named_sharding(
     return NamedSharding(mesh, spec_for_shape(logical_to_spec(names, rules), shape, mesh))
 
 
+BATCH_AXES = ("batch", "length")
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """The sharding of every batch array: rows over ("data", "fsdp"), length replicated."""
+    return NamedSharding(mesh, logical_to_spec(BATCH_AXES))
+
+
 def constrain(x: jax.Array, names: Sequence[str | None], rules=None) -> jax.Array:
     """with_sharding_constraint by logical names when a mesh is set (jax.set_mesh); else a no-op."""
     mesh = jax.sharding.get_abstract_mesh()

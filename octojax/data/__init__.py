@@ -14,7 +14,7 @@ _EXPORTS = {
     "SourceConfig": "octojax.data.config",
     "TrainIterator": "octojax.data.pipeline",
     "make_train_iterator": "octojax.data.pipeline",
-    "batch_sharding": "octojax.data.pipeline",
+    "batch_sharding": "octojax.sharding",
     "BATCH_KEYS": "octojax.data.pipeline",
     "BadRecordError": "octojax.data.sources",
 }

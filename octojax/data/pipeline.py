@@ -30,19 +30,13 @@ from octojax.data.mixture import Mixture
 from octojax.data.packing import RowMaterializer, RowPacker, example_pieces
 from octojax.data.sources import BadRecordError, SourceIndex, index_source, read_records
 from octojax.data.tokenize import tokenize_stream
-from octojax.sharding import logical_to_spec
+from octojax.sharding import batch_sharding
 
 log = logging.getLogger("octojax.data")
 
 STATE_VERSION = 1
 BATCH_KEYS = ("inputs", "targets", "segment_ids", "positions", "loss_weights")
-BATCH_AXES = ("batch", "length")
 _CHUNK = 256
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """The sharding of every batch array: rows over ("data", "fsdp"), length replicated."""
-    return NamedSharding(mesh, logical_to_spec(BATCH_AXES))
 
 
 def _rows_of_process(sharding: NamedSharding, shape: tuple[int, int]) -> list[int]:

@@ -25,12 +25,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from octojax.model.config import ModelConfig
 from octojax.model.gptbigcode import GPTBigCode, param_dict, param_logical_axes
 from octojax.model.lora import init_lora, lora_logical_axes, merge_into_params
-from octojax.sharding import logical_to_spec, named_sharding
+from octojax.sharding import batch_sharding, named_sharding
 from octojax.train.checkpointing import Checkpointer
 from octojax.train.config import ConfigError, TrainConfig, config_to_dict
 from octojax.train.mesh import build_mesh, maybe_initialize_distributed
 from octojax.train.metrics import MetricsLogger, peak_tflops_per_device
-from octojax.train.optimizer import make_optimizer
+from octojax.train.optimizer import learning_rate_schedule, make_optimizer
 from octojax.train.step import StepSpec, make_train_step
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,6 @@ class BatchIterator(Protocol):
     def __next__(self) -> dict[str, Any]: ...
     def get_state(self) -> dict: ...
     def set_state(self, state: dict) -> None: ...
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Rows over ("data", "fsdp"), length replicated: the layout of every batch array."""
-    return NamedSharding(mesh, logical_to_spec(("batch", "length")))
 
 
 def tree_shardings(axes: dict, shapes: dict, mesh: Mesh) -> dict:
@@ -274,7 +269,7 @@ class Trainer:
             out_shardings=(state_shardings, replicated),
             donate_argnums=(0,),
         )
-        schedule_lr = _lr_fn(cfg, total)
+        schedule_lr = learning_rate_schedule(cfg.optimizer, total)
         peak = peak_tflops_per_device(cfg.log.peak_tflops_per_device)
         logger = MetricsLogger(
             self.run_dir, total_steps=total, start_step=start,
@@ -382,12 +377,6 @@ def _in_main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-def _lr_fn(cfg: TrainConfig, total: int):
-    from octojax.train.optimizer import learning_rate_schedule
-
-    return learning_rate_schedule(cfg.optimizer, total)
 
 
 def _as_global(x: Any, sharding: NamedSharding) -> jax.Array:
