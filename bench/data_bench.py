@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq_len", type=int, default=2048)
     args = parser.parse_args(argv)
 
-    from octojax.data import DataConfig, make_train_iterator
-    from octojax.generate.tokenizer import train_bpe_tokenizer
+    from octojax.data.config import DataConfig
+    from octojax.data.pipeline import make_train_iterator
+    from octojax.tokenizer import train_bpe_tokenizer
 
     mix = Path(args.mix)
     if not mix.exists():
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"trained BPE tokenizer (vocab {args.vocab_size}) in {time.perf_counter() - t0:.1f}s"
             )
-        from octojax.generate.tokenizer import load_tokenizer
+        from octojax.tokenizer import load_tokenizer
 
         t0 = time.perf_counter()
         load_tokenizer(tokenizer)  # import transformers once, outside the timings

@@ -30,14 +30,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from octojax.convert.hf_checkpoint import save_hf_checkpoint
     from octojax.generate.generator import Generator
-    from octojax.generate.testing import code_corpus
-    from octojax.generate.tokenizer import train_bpe_tokenizer, vocab_size_of
     from octojax.model import get_preset, init_model, param_dict
+    from octojax.tokenizer import octojax_source_corpus, train_bpe_tokenizer, vocab_size_of
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tok_dir = train_bpe_tokenizer(code_corpus(), out / "tokenizer", vocab_size=2048)
+    tok_dir = train_bpe_tokenizer(octojax_source_corpus(), out / "tokenizer", vocab_size=2048)
     cfg = get_preset(args.preset, vocab_size=vocab_size_of(tok_dir))
     model = init_model(cfg, seed=0)
     hf_dir = save_hf_checkpoint(out / "hf", cfg, param_dict(model), tokenizer_dir=tok_dir)

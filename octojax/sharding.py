@@ -79,6 +79,9 @@ def named_sharding(
     return NamedSharding(mesh, spec_for_shape(logical_to_spec(names, rules), shape, mesh))
 
 
+# A training batch: these int32/float32 arrays, each [global_batch, seq_len] (octojax.data makes
+# them, octojax.train.step consumes them), sharded by BATCH_AXES.
+BATCH_KEYS = ("inputs", "targets", "segment_ids", "positions", "loss_weights")
 BATCH_AXES = ("batch", "length")
 
 

@@ -26,8 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from octojax.convert.hf_checkpoint import load_hf_params, save_hf_checkpoint
     from octojax.convert.octojax_checkpoint import find_params_dir, load_params, save_params
-    from octojax.generate.tokenizer import copy_tokenizer_files
     from octojax.model.config import ModelConfig
+    from octojax.tokenizer import copy_tokenizer_files
 
     if args.direction == "import":
         cfg = ModelConfig.from_hf_json(args.hf_dir)

@@ -319,7 +319,7 @@ def save_hf_checkpoint(
     )
     (out_dir / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
     if tokenizer_dir is not None:
-        from octojax.generate.tokenizer import copy_tokenizer_files
+        from octojax.tokenizer import copy_tokenizer_files
 
         copy_tokenizer_files(tokenizer_dir, out_dir)
     return out_dir

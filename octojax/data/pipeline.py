@@ -35,7 +35,6 @@ from octojax.sharding import batch_sharding
 log = logging.getLogger("octojax.data")
 
 STATE_VERSION = 1
-BATCH_KEYS = ("inputs", "targets", "segment_ids", "positions", "loss_weights")
 _CHUNK = 256
 
 
@@ -130,7 +129,7 @@ class TrainIterator:
     # --- construction ---------------------------------------------------------------------------
 
     def _prepare(self) -> None:
-        from octojax.generate.tokenizer import load_tokenizer
+        from octojax.tokenizer import load_tokenizer
 
         cfg = self.cfg
         skip = cfg.on_bad_record == "skip"

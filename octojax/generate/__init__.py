@@ -1,28 +1,10 @@
-"""Generation: KV-cache decoding, sampling, tokenizers, and the text-level Generator.
+"""Generation: KV-cache decoding, sampling, and the text-level Generator (imports jax).
 
-Attributes are imported lazily, so `octojax.generate.tokenizer` can be used (by data workers,
-Beam tests) without importing jax.
+Tokenizers live in `octojax.tokenizer` (no jax).
 """
 
-from __future__ import annotations
+from octojax.generate.decode import generate_tokens
+from octojax.generate.generator import GenerationOutput, Generator, truncate_at_stop
+from octojax.generate.sampling import SamplingParams
 
-import importlib
-
-_EXPORTS = {
-    "GenerationOutput": "octojax.generate.generator",
-    "Generator": "octojax.generate.generator",
-    "truncate_at_stop": "octojax.generate.generator",
-    "SamplingParams": "octojax.generate.sampling",
-    "generate_tokens": "octojax.generate.decode",
-    "load_tokenizer": "octojax.generate.tokenizer",
-    "train_bpe_tokenizer": "octojax.generate.tokenizer",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'octojax.generate' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__all__ = ["GenerationOutput", "Generator", "SamplingParams", "generate_tokens", "truncate_at_stop"]

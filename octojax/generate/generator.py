@@ -12,8 +12,8 @@ from tqdm import tqdm
 
 from octojax.generate.decode import generate_tokens
 from octojax.generate.sampling import SamplingParams
-from octojax.generate.tokenizer import load_tokenizer
 from octojax.model.gptbigcode import GPTBigCode
+from octojax.tokenizer import load_tokenizer
 
 
 @dataclasses.dataclass

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import octojax
 from octojax.convert.hf_checkpoint import save_hf_checkpoint
-from octojax.generate.tokenizer import train_bpe_tokenizer, vocab_size_of
 from octojax.model.config import get_preset
 from octojax.model.gptbigcode import init_model, param_dict
-
-
-def code_corpus() -> list[str]:
-    """Real code to train a tiny tokenizer on: octojax's own source files."""
-    root = Path(octojax.__file__).parent
-    return [p.read_text() for p in sorted(root.rglob("*.py"))]
+from octojax.tokenizer import octojax_source_corpus, train_bpe_tokenizer, vocab_size_of
 
 
 def tiny_model_dir(
@@ -26,7 +19,9 @@ def tiny_model_dir(
     `GPTBigCodeForCausalLM.from_pretrained` / `AutoTokenizer.from_pretrained`.
     """
     out_dir = Path(out_dir)
-    tok_dir = train_bpe_tokenizer(code_corpus(), out_dir / "_tokenizer", vocab_size=vocab_size)
+    tok_dir = train_bpe_tokenizer(
+        octojax_source_corpus(), out_dir / "_tokenizer", vocab_size=vocab_size
+    )
     cfg = get_preset(preset, vocab_size=vocab_size_of(tok_dir), **overrides)
     model = init_model(cfg, seed=seed)
     save_hf_checkpoint(out_dir, cfg, param_dict(model), tokenizer_dir=tok_dir)

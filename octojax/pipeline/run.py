@@ -123,10 +123,9 @@ class Run:
         return path if path.exists() else None
 
     def build_tokenizer(self) -> dict:
-        from octojax.generate.testing import code_corpus
-        from octojax.generate.tokenizer import train_bpe_tokenizer
+        from octojax.tokenizer import octojax_source_corpus, train_bpe_tokenizer
 
-        texts = list(code_corpus())
+        texts = list(octojax_source_corpus())
         mix = self._instruction_mix()
         if mix is not None:
             for line in mix.read_text().splitlines():

@@ -18,8 +18,6 @@ from flax import nnx
 from octojax.model.gptbigcode import GPTBigCode
 from octojax.sharding import constrain
 
-BATCH_KEYS = ("inputs", "targets", "segment_ids", "positions", "loss_weights")
-
 
 @dataclasses.dataclass(frozen=True)
 class StepSpec:

@@ -83,7 +83,7 @@ def model_config_for(cfg: TrainConfig) -> ModelConfig:
         return load_octojax_config(init.path).replace(**numerics, **m.overrides)
     vocab = None
     if tokenizer_path(cfg) and "vocab_size" not in m.overrides and not m.hf_config:
-        from octojax.generate.tokenizer import vocab_size_of
+        from octojax.tokenizer import vocab_size_of
 
         vocab = vocab_size_of(tokenizer_path(cfg))
     return m.build(vocab_size=vocab)
@@ -155,7 +155,7 @@ class Trainer:
             return self._data
         if self.cfg.data is None:
             raise ConfigError("config has no data section and no batches were given to Trainer")
-        from octojax.data import make_train_iterator
+        from octojax.data.pipeline import make_train_iterator
 
         return make_train_iterator(
             self.cfg.data, global_batch_size=self.cfg.train.global_batch_size, mesh=self.mesh

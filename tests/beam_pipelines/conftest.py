@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from octojax.generate.tokenizer import STARCODER_SPECIAL_TOKENS
+from octojax.tokenizer import STARCODER_SPECIAL_TOKENS
 
 STARCODER_SPECIALS = list(STARCODER_SPECIAL_TOKENS)
 

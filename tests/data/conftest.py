@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from beam_pipelines.records import write_tfrecord
-from octojax.data import DataConfig
+from octojax.data.config import DataConfig
 
 ENGLISH = [
     "Write a function that returns the sum of a list of numbers.",
@@ -32,7 +32,7 @@ CODE = [
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> str:
     """A byte-level BPE with StarCoder's specials (<|endoftext|> = 0), trained offline."""
-    from octojax.generate.tokenizer import train_bpe_tokenizer
+    from octojax.tokenizer import train_bpe_tokenizer
 
     out = tmp_path_factory.mktemp("tokenizer")
     corpus = (ENGLISH + CODE + ["Question: ", "\n\nAnswer:\n"]) * 30
@@ -42,7 +42,7 @@ def tokenizer_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tokenizer(tokenizer_dir):
-    from octojax.generate.tokenizer import load_tokenizer
+    from octojax.tokenizer import load_tokenizer
 
     return load_tokenizer(tokenizer_dir)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from beam_pipelines.records import Example, _frame, write_tfrecord
-from octojax.data import BadRecordError, make_train_iterator
+from octojax.data.pipeline import make_train_iterator
+from octojax.data.sources import BadRecordError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_importing_octojax_data_keeps_beam_and_tensorflow_out():
     code = (
         "import sys, octojax.data, octojax.data.pipeline, octojax.data.sources; "
-        "octojax.data.make_train_iterator; "
+        "octojax.data.pipeline.make_train_iterator; "
         "bad = [m for m in ('apache_beam', 'tensorflow') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -124,7 +125,7 @@ def test_tfrecord_record_missing_a_field(tmp_path, make_cfg, data_helpers):
 
 
 def test_tokenizer_path_errors(tmp_path, data_helpers):
-    from octojax.data import DataConfig
+    from octojax.data.config import DataConfig
 
     path = data_helpers.write_jsonl(tmp_path / "x.jsonl", [{"prompt": "p", "completion": "c"}])
     cfg = DataConfig.from_dict(

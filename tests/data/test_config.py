@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from octojax.data import DataConfig, SourceConfig
+from octojax.data.config import DataConfig, SourceConfig
 
 GOOD = {"sources": [{"kind": "jsonl", "path": "a.jsonl"}], "tokenizer": "tok"}
 

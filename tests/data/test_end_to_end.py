@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from beam_pipelines.records import read_dataset
-from octojax.data import make_train_iterator
+from octojax.data.pipeline import make_train_iterator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIT = (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from beam_pipelines.records import write_tfrecord
-from octojax.data import make_train_iterator
 from octojax.data.formatting import commit_template, instruction_template
+from octojax.data.pipeline import make_train_iterator
 
 
 def segments(batch):

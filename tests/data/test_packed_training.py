@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from octojax.data import make_train_iterator
+from octojax.data.pipeline import make_train_iterator
 from octojax.model import get_preset, init_model
 
 

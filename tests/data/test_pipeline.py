@@ -11,7 +11,8 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from octojax.data import BATCH_KEYS, make_train_iterator
+from octojax.data.pipeline import make_train_iterator
+from octojax.sharding import BATCH_KEYS
 
 
 def check_row_invariants(batch, seq_len):
@@ -166,7 +167,7 @@ def test_weights_and_languages(tmp_path, make_cfg, data_helpers, commit_shards):
     ]
     cfg = make_cfg(sources, seq_len=512, num_epochs=2)
     it = make_train_iterator(cfg, global_batch_size=4)
-    from octojax.generate.tokenizer import load_tokenizer
+    from octojax.tokenizer import load_tokenizer
 
     tok = load_tokenizer(cfg.tokenizer)
     texts = [tok.decode(list(s)) for s in example_sequences(list(it))]

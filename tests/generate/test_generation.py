@@ -7,10 +7,10 @@ import pytest
 from helpers.hf_reference import make_hf_model, save_hf, torch
 
 from octojax.convert import load_hf_model
-from octojax.generate import Generator, SamplingParams, generate_tokens, load_tokenizer
+from octojax.generate import Generator, SamplingParams, generate_tokens
 from octojax.generate.sampling import filter_logits, sample
 from octojax.generate.testing import tiny_model_dir
-from octojax.generate.tokenizer import STARCODER_SPECIAL_TOKENS, train_bpe_tokenizer
+from octojax.tokenizer import STARCODER_SPECIAL_TOKENS, load_tokenizer, train_bpe_tokenizer
 
 
 @pytest.fixture(scope="module")

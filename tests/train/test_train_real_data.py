@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def mix_tokenizer(instruct_mix, tmp_path_factory) -> str:
     """A byte-level BPE (vocab 1024, StarCoder's specials) trained on the instruction mix itself."""
-    from octojax.generate.tokenizer import train_bpe_tokenizer
+    from octojax.tokenizer import train_bpe_tokenizer
 
     def texts():
         with open(instruct_mix, encoding="utf-8") as f:
@@ -251,7 +251,8 @@ def test_beam_commits_and_mix_resume_exactly(
 def test_loss_on_answer_counts_fewer_tokens_than_all(instruct_mix, mix_tokenizer, tmp_path):
     """The same batches with loss_on "answer" weigh only answer tokens; "all" every real token.
     Both counts equal what an independently built iterator says its first two batches hold."""
-    from octojax.data import DataConfig, make_train_iterator
+    from octojax.data.config import DataConfig
+    from octojax.data.pipeline import make_train_iterator
 
     sources = [{"kind": "jsonl", "path": str(instruct_mix)}]
     counts = {}

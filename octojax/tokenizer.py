@@ -1,4 +1,8 @@
-"""Tokenizers: load a local Hugging Face tokenizer, or train a tiny StarCoder-style one offline."""
+"""Tokenizers: load a local Hugging Face tokenizer, or train a tiny StarCoder-style one offline.
+
+The one tokenizer module of octojax (data, train, generate, the pipeline and Beam tests use it);
+it imports no jax, so data workers and Beam workers can load it cheaply.
+"""
 
 from __future__ import annotations
 
@@ -122,3 +126,9 @@ def vocab_size_of(path: str | Path) -> int:
         added = [t["id"] for t in data.get("added_tokens", [])]
         return max([n - 1, *added]) + 1
     return len(load_tokenizer(path))
+
+
+def octojax_source_corpus() -> list[str]:
+    """Real code to train a tiny tokenizer on, offline: octojax's own source files."""
+    root = Path(__file__).parent
+    return [p.read_text() for p in sorted(root.rglob("*.py"))]
