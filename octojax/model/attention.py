@@ -1,16 +1,31 @@
-"""Causal self-attention through `jax.nn.dot_product_attention`, with segment-id masking.
+"""Causal self-attention: XLA, cuDNN (GPU) or splash (TPU), with segment-id masking.
 
 One function serves training (packed rows), prefill and cached decoding: a query at absolute index i
 of segment s sees keys at indices <= i of the same segment. Padding is segment 0, so a padding mask
-is just a segment-id array. On GPU the cuDNN fused kernel is used when dtype and shape allow it.
+is just a segment-id array. `impl`:
+
+- "xla": `jax.nn.dot_product_attention`'s plain XLA implementation, everywhere.
+- "cudnn": the cuDNN fused kernel (GPU, bf16/fp16); an error if it cannot run.
+- "splash": the Pallas splash kernel (octojax/model/splash.py) for self-attention; interpret mode
+  off TPU. Calls that attend to a KV cache use XLA (the kernel has no cache).
+- "auto": splash on TPU, cuDNN on GPU where dtype and shape allow, XLA otherwise. Each reason for
+  falling back to XLA is logged once (logger "octojax.model.attention").
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 
 import jax
 import jax.numpy as jnp
+
+from octojax.model.splash import splash_attention
+
+ATTENTION_IMPLS = ("auto", "xla", "cudnn", "splash")
+
+logger = logging.getLogger(__name__)
+_logged: set[str] = set()
 
 
 @functools.cache
@@ -18,21 +33,43 @@ def _default_backend() -> str:
     return jax.default_backend()
 
 
-def _use_cudnn(impl: str, dtype: jnp.dtype, head_dim: int) -> bool:
+def _log_once(message: str) -> None:
+    """Log a fallback reason once per process (attention is traced once per layer and shape)."""
+    if message not in _logged:
+        _logged.add(message)
+        logger.warning(message)
+
+
+def _cudnn_unsupported(dtype: jnp.dtype, head_dim: int) -> str | None:
+    """Why the cuDNN kernel cannot run here, or None when it can."""
+    if _default_backend() != "gpu":
+        return f"backend is {_default_backend()}, not gpu"
+    if dtype not in (jnp.bfloat16, jnp.float16):
+        return f"dtype {jnp.dtype(dtype).name} (cuDNN needs bfloat16/float16)"
+    if head_dim % 8 or head_dim > 256:
+        return f"head_dim {head_dim} (cuDNN needs a multiple of 8, at most 256)"
+    return None
+
+
+def _choose(impl: str, dtype: jnp.dtype, head_dim: int, self_attention: bool) -> str:
+    """The implementation to run: impl resolved against backend, dtype and call kind."""
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"attention impl {impl!r}; expected one of {ATTENTION_IMPLS}")
     if impl == "xla":
-        return False
-    supported = (
-        _default_backend() == "gpu"
-        and dtype in (jnp.bfloat16, jnp.float16)
-        and head_dim % 8 == 0
-        and head_dim <= 256
-    )
-    if impl == "cudnn" and not supported:
-        raise ValueError(
-            f"attention_impl='cudnn' needs a GPU and bf16/fp16 with head_dim % 8 == 0 "
-            f"(backend={_default_backend()}, dtype={dtype}, head_dim={head_dim})"
-        )
-    return supported
+        return "xla"
+    if impl == "splash" or (impl == "auto" and _default_backend() == "tpu"):
+        if self_attention:
+            return "splash"
+        _log_once(f"attention_impl={impl}: splash has no KV-cache path; cached attention uses XLA")
+        return "xla"
+    reason = _cudnn_unsupported(dtype, head_dim)
+    if impl == "cudnn" and reason:
+        raise ValueError(f"attention_impl='cudnn' cannot run: {reason}")
+    if reason is None:
+        return "cudnn"
+    if _default_backend() == "gpu":  # on CPU there is nothing to fall back from
+        _log_once(f"attention_impl=auto: cuDNN not used ({reason}); using XLA")
+    return "xla"
 
 
 def attention_mask(
@@ -54,17 +91,26 @@ def dot_product_attention(
     mask_B1TS: jax.Array | None,
     *,
     impl: str = "auto",
+    self_segment_ids_BT: jax.Array | None = None,
 ) -> jax.Array:
-    """Softmax attention (fp32 softmax); mask None means plain causal with T == S."""
-    use_cudnn = _use_cudnn(impl, q_BTNH.dtype, q_BTNH.shape[-1])
+    """Softmax attention (fp32 softmax); mask None means plain causal with T == S.
+
+    self_segment_ids_BT: for self-attention (keys are the queries' own T tokens, causal by array
+    index), their segment ids; with it (or with mask None) the splash kernel can run, which needs
+    segment ids rather than a dense mask. Leave it None for attention over a KV cache.
+    """
+    self_attention = mask_B1TS is None or self_segment_ids_BT is not None
+    choice = _choose(impl, q_BTNH.dtype, q_BTNH.shape[-1], self_attention)
+    if choice == "splash":
+        return splash_attention(q_BTNH, k_BSKH, v_BSKH, self_segment_ids_BT)
     kwargs = {"is_causal": True} if mask_B1TS is None else {"mask": mask_B1TS}
-    if use_cudnn:
+    if choice == "cudnn":
         try:
             return jax.nn.dot_product_attention(
                 q_BTNH, k_BSKH, v_BSKH, implementation="cudnn", **kwargs
             )
-        except (NotImplementedError, ValueError, RuntimeError):
+        except (NotImplementedError, ValueError, RuntimeError) as e:
             if impl == "cudnn":
                 raise
-            # shape or mask not supported by this cuDNN: fall through to XLA
+            _log_once(f"attention_impl=auto: cuDNN refused this call ({e}); using XLA")
     return jax.nn.dot_product_attention(q_BTNH, k_BSKH, v_BSKH, implementation="xla", **kwargs)
