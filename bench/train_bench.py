@@ -155,7 +155,13 @@ def time_octojax(cfg, B: int, T: int, warmup: int, steps: int, repeats: int, seg
     from flax import nnx
     from jax.sharding import NamedSharding, PartitionSpec
 
-    from octojax.model.gptbigcode import GPTBigCode, param_dict, param_logical_axes
+    from octojax.model.gptbigcode import (
+        GPTBigCode,
+        abstract_model,
+        param_dict,
+        param_logical_axes,
+        param_shapes,
+    )
     from octojax.train.config import MeshSection, OptimizerSection
     from octojax.train.mesh import build_mesh
     from octojax.train.optimizer import make_optimizer
@@ -165,8 +171,7 @@ def time_octojax(cfg, B: int, T: int, warmup: int, steps: int, repeats: int, seg
 
     mesh = build_mesh(MeshSection(fsdp=-1))
     replicated = NamedSharding(mesh, PartitionSpec())
-    abstract = nnx.eval_shape(lambda: GPTBigCode(cfg, rngs=nnx.Rngs(0)))
-    shapes = nnx.to_pure_dict(nnx.state(abstract, nnx.Param))
+    shapes = param_shapes(cfg)
     param_shardings = tree_shardings(param_logical_axes(cfg), shapes, mesh)
     params = jax.jit(
         lambda: param_dict(GPTBigCode(cfg, rngs=nnx.Rngs(params=0))), out_shardings=param_shardings
@@ -188,7 +193,7 @@ def time_octojax(cfg, B: int, T: int, warmup: int, steps: int, repeats: int, seg
     }
     del params
     step_fn = jax.jit(
-        make_train_step(StepSpec(graphdef=nnx.graphdef(abstract), lora_scale=None), tx),
+        make_train_step(StepSpec(graphdef=nnx.graphdef(abstract_model(cfg)), lora_scale=None), tx),
         in_shardings=(state_shardings, None, None),
         out_shardings=(state_shardings, replicated),
         donate_argnums=(0,),

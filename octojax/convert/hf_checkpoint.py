@@ -16,12 +16,11 @@ from pathlib import Path
 import jax
 import ml_dtypes
 import numpy as np
-from flax import nnx
 from tqdm import tqdm
 
 from octojax.convert.safetensors_io import iter_tensors, write_tensors
 from octojax.model.config import ModelConfig
-from octojax.model.gptbigcode import GPTBigCode, model_from_params
+from octojax.model.gptbigcode import GPTBigCode, model_from_params, param_shapes
 
 _LAYER = re.compile(r"^(?:transformer\.)?h\.(\d+)\.(.+)$")
 _IGNORED = re.compile(r"(\.attn\.(masked_)?bias$)|(^lm_head\.weight$)")
@@ -190,10 +189,7 @@ def load_hf_params(
     cfg = cfg or ModelConfig.from_hf_json(model_dir)
     pd = np.dtype(jax.numpy.dtype(cfg.param_dtype))
     shapes = expected_shapes(cfg)
-    abstract = nnx.to_pure_dict(
-        nnx.state(nnx.eval_shape(lambda: GPTBigCode(cfg, rngs=nnx.Rngs(0))))
-    )
-    out = jax.tree.map(lambda s: np.empty(s.shape, pd), abstract)
+    out = jax.tree.map(lambda s: np.empty(s.shape, pd), param_shapes(cfg))
     seen: set[str] = set()
     pending: dict[int, dict[str, np.ndarray]] = {}  # c_attn weight/bias wait for each other
     layer_map = _simple_layer_map(cfg)

@@ -112,18 +112,25 @@ def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> j
     return (y * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(x.dtype)
 
 
+@dataclasses.dataclass(frozen=True)
+class AttentionContext:
+    """Per-call inputs every layer's attention shares: query positions and segments, and the
+    cache's segment ids and write index when decoding with a KV cache."""
+
+    q_index_BT: jax.Array
+    q_segment_BT: jax.Array
+    cache_segment_BS: jax.Array | None = None
+    cache_index: jax.Array | None = None
+    causal_only: bool = False  # no segments, no cache: plain causal attention, no mask array
+
+
 def block_forward(
     cfg: ModelConfig,
     p: dict[str, jax.Array],
     x_BTD: jax.Array,
-    q_index_BT: jax.Array,
-    q_segment_BT: jax.Array,
-    cache_k_BSKH: jax.Array | None,
-    cache_v_BSKH: jax.Array | None,
-    cache_segment_BS: jax.Array | None,
-    cache_index: jax.Array | None,
-    causal_only: bool,
-) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+    ctx: AttentionContext,
+    cache_kv: tuple[jax.Array, jax.Array] | None,
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
     """One pre-LayerNorm block; writes this step's K/V into the cache when one is given."""
     dt = x_BTD.dtype
     w = {k: v.astype(dt) for k, v in p.items()}
@@ -135,24 +142,28 @@ def block_forward(
     k_BTKH, v_BTKH = kv_BT2KH[:, :, 0], kv_BT2KH[:, :, 1]
     q_BTNH = constrain(q_BTNH, ("batch", "length", "act_heads", "kv"))
 
-    if cache_k_BSKH is None:
+    if cache_kv is None:
         k_BSKH, v_BSKH = k_BTKH, v_BTKH
-        if causal_only:
+        if ctx.causal_only:
             mask = None
         else:
-            mask = attention_mask(q_index_BT, q_index_BT, q_segment_BT, q_segment_BT)
+            mask = attention_mask(
+                ctx.q_index_BT, ctx.q_index_BT, ctx.q_segment_BT, ctx.q_segment_BT
+            )
     else:
-        start = (0, cache_index, 0, 0)
+        cache_k_BSKH, cache_v_BSKH = cache_kv
+        start = (0, ctx.cache_index, 0, 0)
         cache_k_BSKH = jax.lax.dynamic_update_slice(
             cache_k_BSKH, k_BTKH.astype(cache_k_BSKH.dtype), start
         )
         cache_v_BSKH = jax.lax.dynamic_update_slice(
             cache_v_BSKH, v_BTKH.astype(cache_v_BSKH.dtype), start
         )
+        cache_kv = (cache_k_BSKH, cache_v_BSKH)
         k_BSKH, v_BSKH = cache_k_BSKH.astype(dt), cache_v_BSKH.astype(dt)
-        B, S = cache_segment_BS.shape
+        B, S = ctx.cache_segment_BS.shape
         kv_index_BS = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
-        mask = attention_mask(q_index_BT, kv_index_BS, q_segment_BT, cache_segment_BS)
+        mask = attention_mask(ctx.q_index_BT, kv_index_BS, ctx.q_segment_BT, ctx.cache_segment_BS)
 
     o_BTNH = dot_product_attention(q_BTNH, k_BSKH, v_BSKH, mask, impl=cfg.attention_impl)
     x_BTD = x_BTD + jnp.einsum("btnh,nhd->btd", o_BTNH, w["o_kernel"]) + w["o_bias"]
@@ -163,7 +174,7 @@ def block_forward(
     u_BTM = jax.nn.gelu(u_BTM, approximate=cfg.gelu_approximate)
     x_BTD = x_BTD + jnp.einsum("btm,md->btd", u_BTM, w["proj_kernel"]) + w["proj_bias"]
     x_BTD = constrain(x_BTD, ("batch", "length", "act_embed"))
-    return x_BTD, cache_k_BSKH, cache_v_BSKH
+    return x_BTD, cache_kv
 
 
 class GPTBigCode(nnx.Module):
@@ -225,23 +236,20 @@ class GPTBigCode(nnx.Module):
         else:
             cache_segment_BS = None
 
+        ctx = AttentionContext(
+            q_index_BT=q_index_BT,
+            q_segment_BT=segment_ids_BT,
+            cache_segment_BS=cache_segment_BS,
+            cache_index=None if cache is None else cache.index,
+            causal_only=causal_only,
+        )
+
         def layer(x_BTD, xs):
             p, ck, cv, lora_l = xs
             if lora_l is not None:
                 p = merge_layer(p, lora_l, lora_scale)
-            x_BTD, ck, cv = block_forward(
-                cfg,
-                p,
-                x_BTD,
-                q_index_BT,
-                segment_ids_BT,
-                ck,
-                cv,
-                cache_segment_BS,
-                None if cache is None else cache.index,
-                causal_only,
-            )
-            return x_BTD, (ck, cv)
+            x_BTD, kv = block_forward(cfg, p, x_BTD, ctx, None if ck is None else (ck, cv))
+            return x_BTD, (None, None) if kv is None else kv
 
         if cfg.remat != "none":
             layer = jax.checkpoint(
@@ -305,9 +313,19 @@ def param_dict(model: GPTBigCode) -> dict:
     return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
 
+def abstract_model(cfg: ModelConfig) -> GPTBigCode:
+    """The model with shape-only parameters (jax.ShapeDtypeStruct): no memory, no computation."""
+    return nnx.eval_shape(lambda: GPTBigCode(cfg, rngs=nnx.Rngs(0)))
+
+
+def param_shapes(cfg: ModelConfig) -> dict:
+    """Shape/dtype structs of every parameter, in param_dict's nested layout."""
+    return nnx.to_pure_dict(nnx.state(abstract_model(cfg), nnx.Param))
+
+
 def model_from_params(cfg: ModelConfig, params: dict) -> GPTBigCode:
     """A GPTBigCode holding the given parameter dict (no random initialisation is run)."""
-    model = nnx.eval_shape(lambda: GPTBigCode(cfg, rngs=nnx.Rngs(0)))
+    model = abstract_model(cfg)
     state = nnx.state(model)
     nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
     nnx.update(model, state)
@@ -316,7 +334,7 @@ def model_from_params(cfg: ModelConfig, params: dict) -> GPTBigCode:
 
 def param_logical_axes(cfg: ModelConfig) -> dict:
     """Logical axis names of every parameter, in param_dict's nested layout (leaves are tuples)."""
-    abstract = nnx.eval_shape(lambda: GPTBigCode(cfg, rngs=nnx.Rngs(0)))
+    abstract = abstract_model(cfg)
     flat = jax.tree_util.tree_flatten_with_path(
         nnx.state(abstract, nnx.Param), is_leaf=lambda x: isinstance(x, nnx.Variable)
     )[0]
