@@ -16,42 +16,20 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from eval.data import DataError, load_problems, parse_languages
-from eval.harness_format import (
-    GenerationsFileError,
-    fit_to_rows,
-    harness_filename,
-    load_generations,
-    save_generations,
+from eval import api
+from eval.api import (
+    DATA_DIR_ENV,
+    EVAL_ERRORS,
+    DataOptions,
+    ExecutionOptions,
+    ModelOptions,
+    OutputOptions,
+    parse_ks,
 )
+from eval.generation import SamplingConfig
 from eval.metrics import DEFAULT_KS
-from eval.prompts import DEFAULT_TEMPLATE, TEMPLATES, TemplateError
-from eval.report import ResultsFileError, load_results, markdown_table, write_results
-from eval.tasks import (
-    EXPLAIN_DESCRIBE,
-    EXPLAIN_SYNTHESIZE,
-    DescriptionsError,
-    Entry,
-    Task,
-    normalize_task,
-    parse_tasks,
-)
-
-DATA_DIR_ENV = "HUMANEVALPACK_DIR"
-_KNOWN_ERRORS: tuple[type[Exception], ...] = (
-    DataError,
-    GenerationsFileError,
-    DescriptionsError,
-    TemplateError,
-    ResultsFileError,
-)
-
-
-class UsageError(ValueError):
-    """Options that do not fit together."""
-
+from eval.prompts import DEFAULT_TEMPLATE, TEMPLATES
 
 # ---- argument parsing ---------------------------------------------------------------------
 
@@ -97,6 +75,15 @@ def _add_generation_options(p: argparse.ArgumentParser, *, n_descriptions: bool 
         "--model", required=True, help="Hugging Face model dir or octojax checkpoint dir"
     )
     p.add_argument("--dtype", default="bfloat16", help="parameter dtype (default: bfloat16)")
+    p.add_argument(
+        "--mesh",
+        help='device mesh for the model, e.g. "data=2,fsdp=1,tensor=4" (default: the generator\'s)',
+    )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host: initialise jax.distributed before loading (one process per host)",
+    )
     p.add_argument("--template", default=DEFAULT_TEMPLATE, choices=TEMPLATES)
     g = p.add_argument_group("sampling (paper: --n-samples 20 --temperature 0.2 --top-p 0.95)")
     g.add_argument("--n-samples", type=int, default=1, help="samples per problem (default: 1)")
@@ -121,13 +108,7 @@ def _add_generation_options(p: argparse.ArgumentParser, *, n_descriptions: bool 
     g.add_argument("--resume", action="store_true", help="continue from intermediate files")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m eval",
-        description="HumanEvalPack evaluation (fix / explain / synthesize in six languages).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_generate_parser(sub) -> None:
     gen = sub.add_parser("generate", help="generate with an octojax model, then score")
     gen.add_argument("--tasks", default="humanevalsynthesize", help='comma list or "all"')
     gen.add_argument("--languages", default="python", help='comma list or "all"')
@@ -144,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_execution_options(gen)
     _add_output_options(gen)
 
+
+def _add_score_parser(sub) -> None:
     sc = sub.add_parser("score", help="score a harness-format generations file (no model, no jax)")
     sc.add_argument("--task", required=True, help="task name (ours or the harness's)")
     sc.add_argument("--language", required=True)
@@ -169,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_execution_options(sc)
     _add_output_options(sc)
 
+
+def _add_describe_then_synthesize_parser(sub) -> None:
     dts = sub.add_parser(
         "describe-then-synthesize",
         help="HumanEvalExplain: describe the code, then synthesize from the description, then score",
@@ -182,84 +167,47 @@ def build_parser() -> argparse.ArgumentParser:
     _add_execution_options(dts)
     _add_output_options(dts)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `python -m eval` parser: generate, score, describe-then-synthesize, table."""
+    parser = argparse.ArgumentParser(
+        prog="python -m eval",
+        description="HumanEvalPack evaluation (fix / explain / synthesize in six languages).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_generate_parser(sub)
+    _add_score_parser(sub)
+    _add_describe_then_synthesize_parser(sub)
     tab = sub.add_parser("table", help="print the Table-2 layout from results.json files")
     tab.add_argument("results", nargs="+", help="results.json files (merged in order)")
     tab.add_argument("--metric", default="pass@1")
     return parser
 
 
-# ---- helpers ------------------------------------------------------------------------------
+# ---- argparse -> API ---------------------------------------------------------------------
 
 
-def _parse_ks(spec: str) -> tuple[int, ...]:
-    try:
-        ks = tuple(int(k) for k in spec.split(",") if k.strip())
-    except ValueError as e:
-        raise UsageError(f"--k must be a comma list of integers, got {spec!r}") from e
-    if not ks or min(ks) < 1:
-        raise UsageError(f"--k values must be >= 1, got {spec!r}")
-    return ks
+def _data(args: argparse.Namespace) -> DataOptions:
+    return DataOptions(data_dir=args.data_dir, from_hub=args.from_hub, limit=args.limit)
 
 
-def _data_source(args: argparse.Namespace) -> str | None:
-    if args.from_hub:
-        return None
-    if not args.data_dir:
-        raise UsageError(f"give --data-dir (or set ${DATA_DIR_ENV}), or --from-hub")
-    return args.data_dir
+def _execution(args: argparse.Namespace) -> ExecutionOptions:
+    return ExecutionOptions(workers=args.workers, cache_dir=args.cache_dir, ks=parse_ks(args.k))
 
 
-def _problems(args: argparse.Namespace, language: str) -> list[dict]:
-    if args.limit is not None and args.limit < 1:
-        raise UsageError("--limit must be at least 1")
-    return load_problems(language, _data_source(args), limit=args.limit)
-
-
-def _say(args: argparse.Namespace, message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _score_and_record(
-    args: argparse.Namespace,
-    task: Task,
-    entries: list[Entry],
-    rows: list[list[str]],
-    model_name: str,
-    config: dict,
-) -> dict:
-    from eval.scoring import score
-
-    result = score(
-        task,
-        entries,
-        rows,
-        workers=args.workers,
-        cache_dir=args.cache_dir,
-        progress=not args.no_progress,
-        ks=_parse_ks(args.k),
-        model=model_name,
+def _output(args: argparse.Namespace) -> OutputOptions:
+    return OutputOptions(
+        output_dir=args.output_dir, model_name=args.model_name, progress=not args.no_progress
     )
-    result["config"] = config
-    json_path, md_path = write_results(args.output_dir, [result])
-    summary = ", ".join(f"{k} {100 * v:.1f}" for k, v in result.items() if k.startswith("pass@"))
-    _say(args, f"{task.harness_name}: {summary} ({json_path}, {md_path})")
-    return result
 
 
-def _descriptions_for(path: Path, n_problems: int) -> list[list[str]]:
-    descriptions = load_generations(path)
-    if len(descriptions) < n_problems:
-        raise DescriptionsError(
-            f"{path}: descriptions for {len(descriptions)} problems, need {n_problems}"
-        )
-    return descriptions
+def _model(args: argparse.Namespace) -> ModelOptions:
+    return ModelOptions(args.model, dtype=args.dtype, mesh=args.mesh, distributed=args.distributed)
 
 
-def _sampling_config(args: argparse.Namespace, n_samples: int):
-    from eval.generation import SamplingConfig
-
+def _sampling(args: argparse.Namespace) -> SamplingConfig:
     return SamplingConfig(
-        n_samples=n_samples,
+        n_samples=args.n_samples,
         temperature=args.temperature,
         top_p=args.top_p,
         top_k=args.top_k,
@@ -269,173 +217,39 @@ def _sampling_config(args: argparse.Namespace, n_samples: int):
     )
 
 
-def _generate_task(
-    args: argparse.Namespace, generator, task: Task, entries: list[Entry], n_samples: int
-) -> tuple[list[list[str]], dict]:
-    """Generate one task/language, save harness-format (and raw) files, return rows + config."""
-    from eval.generation import generate_rows
-
-    out = Path(args.output_dir)
-    final = out / harness_filename(task.harness_name)
-    checkpoint = out / harness_filename(task.harness_name + "_intermediate")
-    if checkpoint.exists() and not args.resume:
-        checkpoint.unlink()
-    config = _sampling_config(args, n_samples)
-    raw: list[list[str]] = []
-    resumed = checkpoint.exists()
-    rows = generate_rows(
-        generator,
-        task,
-        entries,
-        config,
-        progress=not args.no_progress,
-        checkpoint_path=checkpoint,
-        raw_rows=raw,
-    )
-    save_generations(final, rows)
-    if not resumed:
-        save_generations(out / harness_filename(task.harness_name, stem="generations_raw"), raw)
-    checkpoint.unlink(missing_ok=True)
-    _say(args, f"{task.harness_name}: {len(rows)} rows x {n_samples} samples -> {final}")
-    run_config = {
-        "model_path": str(args.model),
-        "dtype": args.dtype,
-        "data": "hub" if args.from_hub else str(args.data_dir),
-        "limit": args.limit,
-        "generations": str(final),
-        **{k: getattr(config, k) for k in config.__dataclass_fields__},
-    }
-    return rows, run_config
-
-
-def _model_name(args: argparse.Namespace) -> str:
-    return args.model_name or Path(str(args.model)).resolve().name
-
-
 # ---- commands -----------------------------------------------------------------------------
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    task = Task(normalize_task(args.task), args.language, args.template)
-    if not task.executes:
-        raise UsageError(
-            f"{task.name} outputs descriptions; score humanevalexplain-synthesize instead"
-        )
-    problems = _problems(args, task.language)
-    generations = load_generations(args.generations)
-    where = str(args.generations)
-    if task.needs_descriptions:
-        if args.descriptions:
-            descriptions = _descriptions_for(Path(args.descriptions), len(problems))
-        else:
-            descriptions = _uniform_descriptions(generations, len(problems), where, args)
-        entries = task.entries(problems, descriptions)
-    else:
-        entries = task.entries(problems)
-    rows = fit_to_rows(
-        generations,
-        len(entries),
-        where,
-        n_samples=args.n_samples,
-        allow_extra_rows=args.limit is not None,
-    )
-    if args.raw:
-        rows = [[task.postprocess_full_text(e, g) for g in row] for e, row in zip(entries, rows)]
-    config = {
-        "generations": where,
-        "raw": args.raw,
-        "descriptions": args.descriptions,
-        "data": "hub" if args.from_hub else str(args.data_dir),
-        "limit": args.limit,
-        "n_samples_cap": args.n_samples,
-    }
-    _score_and_record(args, task, entries, rows, args.model_name or "", config)
+    """`score`: see `eval.api.score`."""
+    api.score(args.task, args.language, args.generations, data=_data(args),
+              template=args.template, raw=args.raw, descriptions=args.descriptions,
+              n_samples=args.n_samples, execution=_execution(args), output=_output(args))  # fmt: skip
     return 0
 
 
-def _uniform_descriptions(
-    generations: list[list[str]], n_problems: int, where: str, args: argparse.Namespace
-) -> list[list[str]]:
-    """Placeholder descriptions when scoring explain-synthesize without the describe file.
-
-    The harness writes one row per (problem, description), problem-major; with the same number
-    m of descriptions per problem, row i belongs to problem i // m. Prompts are not needed to
-    score post-processed code, so the descriptions' text is not.
-    """
-    if args.raw:
-        raise UsageError(
-            "--raw explain-synthesize generations need --descriptions to rebuild prompts"
-        )
-    total = len(generations) if args.limit is None else None
-    if total is None or total % n_problems:
-        raise UsageError(
-            f"{where}: cannot tell which rows belong to which problem "
-            f"({len(generations)} rows, {n_problems} problems); pass --descriptions"
-        )
-    m = total // n_problems
-    return [[""] * m for _ in range(n_problems)]
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
-    from eval.generation import load_generator
-
-    tasks = parse_tasks(args.tasks)
-    languages = parse_languages(args.languages)
-    for name in tasks:
-        Task(name, "python", args.template)  # fail on a bad task/template before loading a model
-    all_problems = {language: _problems(args, language) for language in languages}
-    generator = load_generator(args.model, dtype=args.dtype)
-    model_name = _model_name(args)
-    for name in tasks:
-        for language in languages:
-            task = Task(name, language, args.template, eos_token=generator.eos_token)
-            problems = all_problems[language]
-            descriptions = None
-            if task.needs_descriptions:
-                d_dir = Path(args.descriptions_dir or args.output_dir)
-                d_task = Task(EXPLAIN_DESCRIBE, language, args.template)
-                descriptions = _descriptions_for(
-                    d_dir / harness_filename(d_task.harness_name), len(problems)
-                )
-            entries = task.entries(problems, descriptions)
-            rows, config = _generate_task(args, generator, task, entries, args.n_samples)
-            if task.executes and not args.generation_only:
-                _score_and_record(args, task, entries, rows, model_name, config)
+    """`generate`: see `eval.api.generate`."""
+    api.generate(_model(args), data=_data(args), tasks=args.tasks, languages=args.languages,
+                 sampling=_sampling(args), template=args.template, execution=_execution(args),
+                 output=_output(args), descriptions_dir=args.descriptions_dir,
+                 generation_only=args.generation_only, resume=args.resume)  # fmt: skip
     return 0
 
 
 def cmd_describe_then_synthesize(args: argparse.Namespace) -> int:
-    from eval.generation import load_generator
-
-    languages = parse_languages(args.languages)
-    Task(EXPLAIN_DESCRIBE, "python", args.template)
-    all_problems = {language: _problems(args, language) for language in languages}
-    generator = load_generator(args.model, dtype=args.dtype)
-    model_name = _model_name(args)
-    for language in languages:
-        problems = all_problems[language]
-        describe = Task(EXPLAIN_DESCRIBE, language, args.template, eos_token=generator.eos_token)
-        descriptions, _ = _generate_task(
-            args, generator, describe, describe.entries(problems), args.n_descriptions
-        )
-        synth = Task(EXPLAIN_SYNTHESIZE, language, args.template, eos_token=generator.eos_token)
-        entries = synth.entries(problems, descriptions)
-        rows, config = _generate_task(args, generator, synth, entries, args.n_samples)
-        config["n_descriptions"] = args.n_descriptions
-        if not args.generation_only:
-            _score_and_record(args, synth, entries, rows, model_name, config)
+    """`describe-then-synthesize`: see `eval.api.describe_then_synthesize`."""
+    api.describe_then_synthesize(_model(args), data=_data(args), languages=args.languages,
+                                 sampling=_sampling(args), n_descriptions=args.n_descriptions,
+                                 template=args.template, execution=_execution(args),
+                                 output=_output(args), generation_only=args.generation_only,
+                                 resume=args.resume)  # fmt: skip
     return 0
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from eval.report import merge_results
-
-    results: list[dict] = []
-    for path in args.results:
-        if not Path(path).exists():
-            raise ResultsFileError(f"{path}: file not found")
-        results = merge_results(results, load_results(path))
-    print(markdown_table(results, args.metric), end="")
+    """`table`: print `eval.api.table`."""
+    print(api.table(args.results, args.metric), end="")
     return 0
 
 
@@ -449,17 +263,10 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point for `python -m eval` and `octojax evaluate`; returns the exit status."""
-    from eval.generation import GeneratorUnavailable
-    from eval.scoring import ToolchainError
-
     args = build_parser().parse_args(None if argv is None else list(argv))
     try:
-        if hasattr(args, "k"):
-            _parse_ks(args.k)  # fail on bad options before any work
         return COMMANDS[args.command](args)
-    except (*_KNOWN_ERRORS, ValueError, OSError, GeneratorUnavailable, ToolchainError) as e:
-        # ValueError: bad names and settings (task, language, sampling values);
-        # OSError: missing or unreadable model, data or output paths.
+    except EVAL_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -62,15 +62,30 @@ class SamplingConfig:
             raise ValueError("need temperature >= 0, 0 < top_p <= 1, top_k >= 0")
 
 
-def load_generator(model_path: str | os.PathLike, dtype: str = "bfloat16") -> TextGenerator:
-    """An `octojax.generate.Generator` for a Hugging Face or octojax checkpoint directory."""
+def load_generator(
+    model_path: str | os.PathLike,
+    dtype: str = "bfloat16",
+    *,
+    mesh: str | None = None,
+    distributed: bool = False,
+) -> TextGenerator:
+    """An `octojax.generate.Generator` for a Hugging Face or octojax checkpoint directory.
+
+    `mesh` (e.g. "data=2,fsdp=1,tensor=4") and `distributed` reach `Generator.from_pretrained`
+    only when set, so generators that predate those arguments keep working without them.
+    """
     try:
         from octojax.generate import Generator  # lazy: pulls in jax
     except ImportError as e:
         raise GeneratorUnavailable(
             f"generation needs octojax.generate and jax ({e}); score-only works without them"
         ) from e
-    return Generator.from_pretrained(str(model_path), dtype=dtype)
+    placement: dict = {}
+    if mesh is not None:
+        placement["mesh"] = mesh
+    if distributed:
+        placement["distributed"] = True
+    return Generator.from_pretrained(str(model_path), dtype=dtype, **placement)
 
 
 def _load_checkpoint(path: Path, n_rows: int) -> list[list[str]]:
