@@ -1,19 +1,27 @@
-"""Text in, text out: tokenise, batch by length, decode, stop at EOS or stop sequences."""
+"""Text in, text out: tokenise, decode in slots (octojax/generate/engine.py), stop, detokenise.
+
+Identical prompts (the eval harness repeats each prompt n times for n samples) share one prefill.
+Row i of a call samples from fold_in(key(seed), i), so outputs depend only on the seed and the
+row's index, not on the scheduler, the number of slots, the mesh or the number of hosts.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
+import jax
+from jax.sharding import Mesh
 from tqdm import tqdm
 
-from octojax.generate.decode import generate_tokens
+from octojax.generate import mesh as gmesh
+from octojax.generate.engine import Engine, RowResult
 from octojax.generate.sampling import SamplingParams
 from octojax.model.gptbigcode import GPTBigCode
 from octojax.tokenizer import load_tokenizer
+
+_REASONS = ("eos", "length", "stop")
 
 
 @dataclasses.dataclass
@@ -22,7 +30,7 @@ class GenerationOutput:
 
     text: str
     token_ids: list[int]
-    finish_reason: str  # "eos", "stop_sequence" or "length"
+    finish_reason: str  # "eos", "stop_sequence" (a stop sequence or stop_when) or "length"
 
 
 def truncate_at_stop(text: str, stop_sequences: Sequence[str]) -> tuple[str, bool]:
@@ -31,17 +39,21 @@ def truncate_at_stop(text: str, stop_sequences: Sequence[str]) -> tuple[str, boo
     return (text, False) if cut < 0 else (text[:cut], True)
 
 
-def _bucket(n: int, multiple: int = 32) -> int:
-    """Round prompt lengths up so batches of similar length share one compiled program."""
-    return -(-n // multiple) * multiple
-
-
 class Generator:
-    """A model plus its tokenizer, generating batches of completions for text prompts."""
+    """A model plus its tokenizer (optionally on a mesh, optionally one of several hosts)."""
 
-    def __init__(self, model: GPTBigCode, tokenizer):
+    def __init__(
+        self,
+        model: GPTBigCode,
+        tokenizer,
+        *,
+        mesh: Mesh | None = None,
+        distributed: bool = False,
+    ):
         self.model = model
         self.tokenizer = tokenizer
+        self.mesh = mesh
+        self.distributed = distributed
         self.eos_token: str = tokenizer.eos_token or "<|endoftext|>"
         self.eos_ids = tuple(
             sorted({i for i in (tokenizer.eos_token_id, model.cfg.eos_token_id) if i is not None})
@@ -50,40 +62,80 @@ class Generator:
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         )
         self.last_stats: dict[str, float] = {}
+        self._engines: dict[tuple[int, int], Engine] = {}
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, dtype: str = "bfloat16", tokenizer: str | Path | None = None
+        cls,
+        path: str | Path,
+        *,
+        dtype: str = "bfloat16",
+        tokenizer: str | Path | None = None,
+        mesh: str | Mesh | None = None,
+        distributed: bool = False,
     ) -> Generator:
-        """Load a Hugging Face GPTBigCode directory or an octojax checkpoint (params or training run).
+        """Load a Hugging Face GPTBigCode directory or an octojax checkpoint (params or run).
 
-        The tokenizer comes from `tokenizer`, else from the model directory (HF), else from a
-        `tokenizer/` directory beside the octojax checkpoint's model_config.json.
+        mesh: a Mesh or a spec like "data=2,fsdp=1,tensor=4"; parameters are placed on it tensor
+        by tensor while they stream in. distributed: call jax.distributed.initialize() and split
+        the prompts over processes (each on a mesh over its own devices). The tokenizer comes
+        from `tokenizer`, else the model directory (HF), else `tokenizer/` beside the octojax
+        checkpoint's model_config.json.
         """
-        from octojax.convert.hf_checkpoint import load_hf_model
-        from octojax.convert.octojax_checkpoint import find_params_dir, load_params
+        from octojax.convert.hf_checkpoint import load_hf_params
+        from octojax.convert.octojax_checkpoint import find_params_dir, load_config, load_params
         from octojax.model.config import ModelConfig
         from octojax.model.gptbigcode import model_from_params
 
+        if distributed:
+            gmesh.initialize_distributed()
+        mesh = gmesh.generation_mesh(mesh, distributed=distributed)
         path = Path(path)
         if (path / "config.json").exists():
             cfg = ModelConfig.from_hf_json(path, dtype=dtype, param_dtype=dtype)
-            return cls(load_hf_model(path, cfg, progress=False), load_tokenizer(tokenizer or path))
-        _, cfg_file = find_params_dir(path)  # raises a clear error for anything else
-        cfg, params = load_params(path, dtype=dtype)
-        cfg = cfg.replace(dtype=dtype, param_dtype=dtype)
-        tok = tokenizer or cfg_file.parent / "tokenizer"
-        if not Path(tok).exists():
-            raise FileNotFoundError(
-                f"{path}: octojax checkpoint has no tokenizer/ beside {cfg_file.name}; pass tokenizer="
-            )
-        return cls(model_from_params(cfg, params), load_tokenizer(tok))
+            place = gmesh.placer(gmesh.param_shardings(cfg, mesh)) if mesh is not None else None
+            _, params = load_hf_params(path, cfg, place=place, progress=False)
+            tok = load_tokenizer(tokenizer or path)
+        else:
+            _, cfg_file = find_params_dir(path)  # raises a clear error for anything else
+            cfg = load_config(path).replace(dtype=dtype, param_dtype=dtype)
+            shardings = gmesh.param_shardings(cfg, mesh) if mesh is not None else None
+            _, params = load_params(path, shardings=shardings, dtype=dtype)
+            tok_dir = tokenizer or cfg_file.parent / "tokenizer"
+            if not Path(tok_dir).exists():
+                raise FileNotFoundError(
+                    f"{path}: octojax checkpoint has no tokenizer/ beside {cfg_file.name}; "
+                    "pass tokenizer="
+                )
+            tok = load_tokenizer(tok_dir)
+        return cls(model_from_params(cfg, params), tok, mesh=mesh, distributed=distributed)
+
+    def engine(self, slots: int, chunk: int = 32) -> Engine:
+        """The slot engine for this slot count (kept, so its compiled programs are reused)."""
+        key = (slots, chunk)
+        if key not in self._engines:
+            self._engines[key] = Engine(
+                self.model, eos_ids=self.eos_ids, pad_id=self.pad_id, mesh=self.mesh,
+                slots=slots, chunk=chunk,
+            )  # fmt: skip
+        return self._engines[key]
+
+    def encode(self, prompts: Sequence[str], max_new_tokens: Sequence[int]) -> list[list[int]]:
+        """Token ids per prompt; empty prompts start from end-of-text, long ones keep their end."""
+        out = []
+        for p, n in zip(prompts, max_new_tokens):
+            ids = self.tokenizer(p, add_special_tokens=False)["input_ids"] or [self.eos_ids[0]]
+            room = self.model.cfg.n_positions - n
+            if room <= 0:
+                raise ValueError(f"max_new_tokens={n} leaves no room for a prompt")
+            out.append(ids[-room:])
+        return out
 
     def generate(
         self,
         prompts: Sequence[str],
         *,
-        max_new_tokens: int = 256,
+        max_new_tokens: int | Sequence[int] = 256,
         temperature: float = 0.0,
         top_p: float = 1.0,
         top_k: int = 0,
@@ -92,70 +144,69 @@ class Generator:
         batch_size: int = 32,
         progress: bool = False,
         stop_when: Callable[[str], bool] | None = None,
+        scheduler: str = "continuous",
     ) -> list[GenerationOutput]:
-        """Complete every prompt; outputs are in prompt order and reproducible for a given seed.
+        """Complete every prompt; outputs in prompt order, reproducible for a given seed.
 
-        stop_when(text) -> True ends a row early (checked between 32-token chunks, like stop
-        sequences), e.g. the evaluation harness's "first function is complete" check.
+        max_new_tokens: one limit, or one per prompt. batch_size: decode slots. stop_when(text)
+        -> True ends a row early (e.g. the harness's "first function is complete" check); like
+        stop sequences it is checked between decode chunks and the row is cut at the first
+        token where it holds. scheduler: "continuous" (refill slots as rows end) or "static".
         """
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k)
-        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        for i, ids in enumerate(encoded):
-            if not ids:
-                encoded[i] = [self.eos_ids[0]]  # an empty prompt starts from end-of-text
-        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-        outputs: list[GenerationOutput | None] = [None] * len(prompts)
+        limits = (
+            [max_new_tokens] * len(prompts)
+            if isinstance(max_new_tokens, int)
+            else [int(n) for n in max_new_tokens]
+        )
+        if len(limits) != len(prompts) or any(n <= 0 for n in limits):
+            raise ValueError("max_new_tokens must be positive, one value or one per prompt")
+        encoded = self.encode(prompts, limits)
         stops = [s for s in stop_sequences if s]
-        checks = bool(stops) or stop_when is not None
-        new_tokens = 0
-        start = time.perf_counter()
-        bar = tqdm(total=len(prompts), desc="generate", disable=not progress)
-        for b, first in enumerate(range(0, len(order), batch_size)):
-            rows = order[first : first + batch_size]
-            limit = self.model.cfg.n_positions - max_new_tokens
-            if limit <= 0:
-                raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt")
-            seqs = [encoded[i][-limit:] for i in rows]  # keep the end of over-long prompts
-            T = min(_bucket(max(len(s) for s in seqs)), limit)
-            prompt_BT = np.full((len(rows), T), self.pad_id, np.int32)
-            mask_BT = np.zeros((len(rows), T), np.int32)
-            for r, s in enumerate(seqs):
-                prompt_BT[r, T - len(s) :] = s
-                mask_BT[r, T - len(s) :] = 1
+        stop_check = None
+        if stops or stop_when is not None:
 
-            def on_chunk(tokens_BN, num_B, done_B):
-                for r in np.flatnonzero(~done_B):
-                    text = self.tokenizer.decode(
-                        tokens_BN[r, : num_B[r]], skip_special_tokens=False
-                    )
-                    done_B[r] = truncate_at_stop(text, stops)[1] or (
-                        stop_when is not None and stop_when(text)
-                    )
-                return done_B
-
-            tokens_BN, num_B = generate_tokens(
-                self.model,
-                prompt_BT,
-                mask_BT,
-                max_new_tokens=max_new_tokens,
-                sampling=sampling,
-                eos_ids=self.eos_ids,
-                pad_id=self.pad_id,
-                seed=seed + b,
-                chunk_size=32 if checks else None,
-                on_chunk=on_chunk if checks else None,
-            )
-            for r, i in enumerate(rows):
-                ids = tokens_BN[r, : num_B[r]].tolist()
-                new_tokens += len(ids)
+            def stop_check(row: int, ids: list[int]) -> bool:
                 text = self.tokenizer.decode(ids, skip_special_tokens=False)
-                text, stopped = truncate_at_stop(text, stops)
-                reason = "stop_sequence" if stopped else "length"
-                if not stopped and num_B[r] < max_new_tokens:
-                    reason = "eos"
-                outputs[i] = GenerationOutput(text=text, token_ids=ids, finish_reason=reason)
-            bar.update(len(rows))
+                return truncate_at_stop(text, stops)[1] or (
+                    stop_when is not None and stop_when(text)
+                )
+
+        results = self._run(encoded, limits, sampling, seed, batch_size, scheduler,
+                            stop_check, progress)  # fmt: skip
+        return [self._output(r, stops) for r in results]
+
+    def _run(self, encoded, limits, sampling, seed, slots, scheduler, stop_check, progress):
+        """Run this process's rows through the engine; all-gather them when distributed."""
+        eng = self.engine(slots)
+        processes = jax.process_count() if self.distributed else 1
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, ids in enumerate(encoded):
+            groups.setdefault(tuple(ids), []).append(i)
+        shares = [gmesh.share(list(groups.values()), p, processes) for p in range(processes)]
+        mine = shares[jax.process_index() if self.distributed else 0]
+        bar = tqdm(total=len(mine), desc="generate", disable=not progress)
+        local = eng.run(
+            [encoded[i] for i in mine], [limits[i] for i in mine], sampling=sampling, seed=seed,
+            row_ids=mine, scheduler=scheduler,
+            stop_check=None if stop_check is None else (lambda r, ids: stop_check(mine[r], ids)),
+            on_row_done=lambda _: bar.update(1),
+        )  # fmt: skip
         bar.close()
-        seconds = time.perf_counter() - start
-        self.last_stats = {"new_tokens": new_tokens, "seconds": seconds}
-        return outputs  # type: ignore[return-value]
+        self.last_stats = dict(eng.stats)
+        if processes == 1:
+            return local
+        got = gmesh.all_gather_rows(
+            {i: (r.token_ids, _REASONS.index(r.finish_reason)) for i, r in zip(mine, local)},
+            len(encoded), shares, max(limits),
+        )  # fmt: skip
+        return [
+            RowResult(ids, _REASONS[code]) for ids, code in (got[i] for i in range(len(encoded)))
+        ]
+
+    def _output(self, r: RowResult, stops: Sequence[str]) -> GenerationOutput:
+        text = self.tokenizer.decode(r.token_ids, skip_special_tokens=False)
+        text, stopped = truncate_at_stop(text, stops)
+        # a row ended by the caller's check (stop sequence or stop_when) is "stop_sequence"
+        reason = "stop_sequence" if stopped or r.finish_reason == "stop" else r.finish_reason
+        return GenerationOutput(text=text, token_ids=r.token_ids, finish_reason=reason)
