@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import string
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from beam_pipelines.schema import FIELDS as SCHEMA_FIELDS
+from octojax.config import Section, build
 
-SOURCE_KINDS = ("jsonl", "commitpackft")
-OVERLONG_MODES = ("split", "truncate")
-LOSS_ON = ("all", "answer")
-ON_BAD_RECORD = ("error", "skip")
-
-DEFAULT_COMMIT_TEMPLATE = "Question: {subject}\n{old_contents}\n\nAnswer:\n{new_contents}"
-DEFAULT_INSTRUCTION_TEMPLATE = "Question: {prompt}\n\nAnswer:\n{completion}"
+# OctoCoder's training format, as the public scripts build it (a space after "Answer:"):
+# bigcode-project/octopack dataset/oasst/add_commitpackft.py and finetuning/finetune.py
+# (prepare_sample_text). The evaluation prompt uses "Answer:\n" instead (eval/prompts.py).
+DEFAULT_COMMIT_TEMPLATE = "Question: {subject}\n{old_contents}\n\nAnswer: {new_contents}"
+DEFAULT_INSTRUCTION_TEMPLATE = "Question: {prompt}\n\nAnswer: {completion}"
 
 # Fields a template may use, and the field whose value is the answer (the loss-mask boundary).
 COMMIT_FIELDS = SCHEMA_FIELDS  # the CommitPack record schema, owned by beam_pipelines
@@ -45,32 +45,7 @@ def check_template(template: str, allowed: tuple[str, ...], answer: str, where: 
         )
 
 
-def _dataclass_from_dict(cls, d: Any, where: str) -> dict[str, Any]:
-    if not isinstance(d, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(names))}"
-        )
-    return dict(d)
-
-
-def _check_type(value: Any, types: type | tuple[type, ...], where: str, what: str) -> None:
-    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        raise ValueError(f"{where}: {what} must be {_names(types)}, got {value!r}")
-    if not isinstance(value, types):
-        raise ValueError(f"{where}: {what} must be {_names(types)}, got {value!r}")
-
-
-def _names(types) -> str:
-    types = types if isinstance(types, tuple) else (types,)
-    return " or ".join(t.__name__ for t in types)
-
-
-@dataclasses.dataclass
-class SourceConfig:
+class SourceConfig(Section):
     """One input: JSONL instruction files or CommitPackFT TFRecord shards.
 
     ``path``: a file, a directory (every ``*.jsonl`` / ``*.tfrecord`` below it; a pipeline output
@@ -80,143 +55,59 @@ class SourceConfig:
     (case-insensitive), e.g. the paper's six; None keeps all.
     """
 
-    kind: str
-    path: str
-    weight: float = 1.0
+    kind: Literal["jsonl", "commitpackft"]
+    path: str = Field(min_length=1)
+    weight: float = Field(1.0, gt=0)
     languages: list[str] | None = None
 
-    def __post_init__(self) -> None:
-        self.validate("source")
-
-    def validate(self, where: str) -> None:
-        if self.kind not in SOURCE_KINDS:
-            raise ValueError(f"{where}.kind: {self.kind!r} is not one of {', '.join(SOURCE_KINDS)}")
-        _check_type(self.path, str, where, "path")
-        if not self.path:
-            raise ValueError(f"{where}.path: must not be empty")
-        _check_type(self.weight, (int, float), where, "weight")
-        if not self.weight > 0:
-            raise ValueError(f"{where}.weight: must be > 0, got {self.weight!r}")
+    @model_validator(mode="after")
+    def _languages_only_for_commits(self) -> SourceConfig:
         if self.languages is not None:
             if self.kind != "commitpackft":
-                raise ValueError(f"{where}.languages: only a commitpackft source has languages")
-            if not isinstance(self.languages, (list, tuple)) or not all(
-                isinstance(x, str) and x for x in self.languages
-            ):
-                raise ValueError(
-                    f"{where}.languages: must be a list of language names, got {self.languages!r}"
-                )
-            self.languages = list(self.languages)
+                raise ValueError("languages: only a commitpackft source has languages")
+            if not all(self.languages):
+                raise ValueError(f"languages: empty language name in {self.languages!r}")
+        return self
 
+
+class DataOptions(Section):
+    """How examples are formatted, tokenised and packed (everything but what to read)."""
+
+    seq_len: int = Field(2048, ge=2)
+    commit_template: str = DEFAULT_COMMIT_TEMPLATE
+    instruction_template: str = DEFAULT_INSTRUCTION_TEMPLATE
+    append_eos: bool = True
+    overlong: Literal["split", "truncate"] = "split"
+    loss_on: Literal["all", "answer"] = "all"
+    seed: int = Field(0, ge=0)
+    num_epochs: int | None = Field(1, ge=1)  # None: repeat forever
+    on_bad_record: Literal["error", "skip"] = "error"
+    num_workers: int = Field(0, ge=0)
+    pack_lookahead: int = Field(64, ge=1)
+
+    @field_validator("commit_template")
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "source") -> SourceConfig:
-        kwargs = _dataclass_from_dict(cls, d, where)
-        for key in ("kind", "path"):
-            if key not in kwargs:
-                raise ValueError(f"{where}: missing required key {key!r}")
-        obj = cls.__new__(cls)
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else None
-            setattr(obj, f.name, kwargs.get(f.name, default))
-        obj.validate(where)
-        return obj
+    def _commit_template(cls, v: str) -> str:
+        check_template(v, COMMIT_FIELDS, COMMIT_ANSWER_FIELD, "template")
+        return v
+
+    @field_validator("instruction_template")
+    @classmethod
+    def _instruction_template(cls, v: str) -> str:
+        check_template(v, INSTRUCTION_FIELDS, INSTRUCTION_ANSWER_FIELD, "template")
+        return v
 
 
-@dataclasses.dataclass
-class DataConfig:
+class DataConfig(DataOptions):
     """What the trainer's ``data:`` section holds: sources, tokenizer, formatting and packing.
 
     See docs/data.md for the meaning of every field.
     """
 
-    sources: list[SourceConfig]
-    tokenizer: str
-    seq_len: int = 2048
-    commit_template: str = DEFAULT_COMMIT_TEMPLATE
-    instruction_template: str = DEFAULT_INSTRUCTION_TEMPLATE
-    append_eos: bool = True
-    overlong: str = "split"
-    loss_on: str = "all"
-    seed: int = 0
-    num_epochs: int | None = 1
-    on_bad_record: str = "error"
-    num_workers: int = 0
-    pack_lookahead: int = 64
-
-    def __post_init__(self) -> None:
-        self.sources = [
-            s if isinstance(s, SourceConfig) else SourceConfig.from_dict(s, f"data.sources[{i}]")
-            for i, s in enumerate(self.sources)
-        ]
-        self.validate("data")
-
-    def validate(self, where: str) -> None:
-        if not isinstance(self.sources, list) or not self.sources:
-            raise ValueError(f"{where}.sources: must be a non-empty list of sources")
-        for i, src in enumerate(self.sources):
-            src.validate(f"{where}.sources[{i}]")
-        _check_type(self.tokenizer, str, where, "tokenizer")
-        if not self.tokenizer:
-            raise ValueError(f"{where}.tokenizer: must name a tokenizer directory or file")
-        _check_type(self.seq_len, int, where, "seq_len")
-        if self.seq_len < 2:
-            raise ValueError(f"{where}.seq_len: must be >= 2, got {self.seq_len}")
-        _check_type(self.commit_template, str, where, "commit_template")
-        _check_type(self.instruction_template, str, where, "instruction_template")
-        check_template(
-            self.commit_template, COMMIT_FIELDS, COMMIT_ANSWER_FIELD, f"{where}.commit_template"
-        )
-        check_template(
-            self.instruction_template,
-            INSTRUCTION_FIELDS,
-            INSTRUCTION_ANSWER_FIELD,
-            f"{where}.instruction_template",
-        )
-        _check_type(self.append_eos, bool, where, "append_eos")
-        for name, allowed in (
-            ("overlong", OVERLONG_MODES),
-            ("loss_on", LOSS_ON),
-            ("on_bad_record", ON_BAD_RECORD),
-        ):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"{where}.{name}: {value!r} is not one of {', '.join(allowed)}")
-        _check_type(self.seed, int, where, "seed")
-        if self.seed < 0:
-            raise ValueError(f"{where}.seed: must be >= 0, got {self.seed}")
-        if self.num_epochs is not None:
-            _check_type(self.num_epochs, int, where, "num_epochs")
-            if self.num_epochs < 1:
-                raise ValueError(
-                    f"{where}.num_epochs: must be >= 1 or null (repeat forever), got {self.num_epochs}"
-                )
-        _check_type(self.num_workers, int, where, "num_workers")
-        if self.num_workers < 0:
-            raise ValueError(f"{where}.num_workers: must be >= 0, got {self.num_workers}")
-        _check_type(self.pack_lookahead, int, where, "pack_lookahead")
-        if self.pack_lookahead < 1:
-            raise ValueError(f"{where}.pack_lookahead: must be >= 1, got {self.pack_lookahead}")
+    sources: list[SourceConfig] = Field(min_length=1)
+    tokenizer: str = Field(min_length=1)  # a tokenizer directory or tokenizer.json
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "data") -> DataConfig:
-        """Build from a plain mapping (a YAML section); errors name ``where`` and the bad key."""
-        kwargs = _dataclass_from_dict(cls, d, where)
-        for key in ("sources", "tokenizer"):
-            if key not in kwargs:
-                raise ValueError(f"{where}: missing required key {key!r}")
-        sources = kwargs["sources"]
-        if not isinstance(sources, list) or not sources:
-            raise ValueError(f"{where}.sources: must be a non-empty list of sources")
-        kwargs["sources"] = [
-            SourceConfig.from_dict(s, f"{where}.sources[{i}]") for i, s in enumerate(sources)
-        ]
-        obj = cls.__new__(cls)
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else None
-            setattr(obj, f.name, kwargs.get(f.name, default))
-        obj.validate(where)
-        return obj
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-serialisable mapping (round-trips through from_dict)."""
-        return dataclasses.asdict(self)
+        """Build from a plain mapping (a YAML section); ConfigError names ``where`` and the key."""
+        return build(cls, d, where)

@@ -85,7 +85,6 @@ class TrainIterator:
     ):
         if not isinstance(cfg, DataConfig):
             raise TypeError(f"cfg must be a DataConfig, got {type(cfg).__name__}")
-        cfg.validate("data")
         if not isinstance(global_batch_size, int) or global_batch_size < 1:
             raise ValueError(f"global_batch_size must be a positive int, got {global_batch_size!r}")
         self.cfg = cfg
@@ -129,23 +128,44 @@ class TrainIterator:
     # --- construction ---------------------------------------------------------------------------
 
     def _prepare(self) -> None:
+        """Tokenise this process's share of the mixture once and index it for packing."""
+        self._load_tokenizer()
+        counts = self._index_sources()
+        owned = self.mixture.rows_records(self.rows)
+        self.data_stats = _empty_stats(sum(ix.bad_records for ix in self.indexes))
+        self.bad_records: list[str] = [
+            f"{f.path}: {f.truncated_at}" for ix in self.indexes for f in ix.files if f.truncated_at
+        ]
+        kept_ids: list[int] = []
+        ids, lengths, answer_starts = self._tokenize(owned, kept_ids)
+        self._index_examples(ids, lengths, answer_starts, np.asarray(kept_ids, np.int64))
+        self.fingerprint = self._fingerprint(counts)
+        log.info(
+            "data: process %d/%d, rows %d..%d, %d examples, %d tokens",
+            self.process_index, self.process_count, self.rows[0], self.rows[-1],
+            self.data_stats["examples"], self.data_stats["example_tokens"],
+        )  # fmt: skip
+
+    def _load_tokenizer(self) -> None:
         from octojax.tokenizer import load_tokenizer
 
         cfg = self.cfg
-        skip = cfg.on_bad_record == "skip"
         tok = load_tokenizer(cfg.tokenizer)
-        backend = tok.backend_tokenizer
-        eos_id = None
+        self._backend = backend = tok.backend_tokenizer
+        self.eos_id = None
         if cfg.append_eos:
-            eos_id = tok.eos_token_id
-            if eos_id is None:
+            self.eos_id = tok.eos_token_id
+            if self.eos_id is None:
                 raise ValueError(
                     f"{cfg.tokenizer}: tokenizer has no EOS token; set append_eos: false or add one"
                 )
-        self.eos_id = eos_id
         self.vocab_size = backend.get_vocab_size(with_added_tokens=True)
         self._tokenizer_hash = hashlib.sha256(backend.to_str().encode()).hexdigest()[:16]
 
+    def _index_sources(self) -> list[int]:
+        """Index every source's records and build the weighted mixture; records per source."""
+        cfg = self.cfg
+        skip = cfg.on_bad_record == "skip"
         self.indexes: list[SourceIndex] = [
             index_source(s.kind, s.path, s.languages, skip) for s in cfg.sources
         ]
@@ -167,74 +187,69 @@ class TrainIterator:
                     f"{src.kind} source {src.path!r}: weight {src.weight} selects no records "
                     f"of its {n} per epoch"
                 )
-        owned = self.mixture.rows_records(self.rows)
+        return counts
 
-        stats: dict[str, Any] = {
-            "records": 0,
-            "bad_records_skipped": sum(ix.bad_records for ix in self.indexes),
-            "filtered_by_language": 0,
-            "examples": 0,
-            "example_tokens": 0,
-            "empty_examples": 0,
-            "overlong_examples": 0,
-            "split_examples": 0,
-            "truncated_examples": 0,
-            "truncated_tokens": 0,
-        }
-        self.bad_records: list[str] = [
-            f"{f.path}: {f.truncated_at}" for ix in self.indexes for f in ix.files if f.truncated_at
-        ]
-        kept_ids: list[int] = []
+    def _formatted_chunks(
+        self, owned: np.ndarray, kept_ids: list[int]
+    ) -> Iterator[list[tuple[str, int]]]:
+        """(text, answer offset) chunks of the owned records, formatted with their template;
+        records kept (not bad, in a wanted language) are appended to kept_ids."""
+        cfg, stats = self.cfg, self.data_stats
+        skip = cfg.on_bad_record == "skip"
+        chunk: list[tuple[str, int]] = []
+        for i, (src, ix) in enumerate(zip(cfg.sources, self.indexes)):
+            start = int(self.mixture.source_starts[i])
+            ids = owned[(owned >= start) & (owned < start + ix.num_records)] - start
+            wanted = None if src.languages is None else {x.lower() for x in src.languages}
+            template = (
+                commit_template(cfg.commit_template)
+                if src.kind == "commitpackft"
+                else instruction_template(cfg.instruction_template)
+            )
+            for rid, record in read_records(ix, ids, skip):
+                stats["records"] += 1
+                if isinstance(record, BadRecordError):
+                    stats["bad_records_skipped"] += 1
+                    self.bad_records.append(str(record))
+                    log.warning("skipping bad record: %s", record)
+                    continue
+                if wanted is not None and record["lang"].lower() not in wanted:
+                    stats["filtered_by_language"] += 1
+                    continue
+                kept_ids.append(start + rid)
+                chunk.append(template.render(record))
+                if len(chunk) == _CHUNK:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
 
-        def formatted_chunks() -> Iterator[list[tuple[str, int]]]:
-            chunk: list[tuple[str, int]] = []
-            for i, (src, ix) in enumerate(zip(cfg.sources, self.indexes)):
-                start = int(self.mixture.source_starts[i])
-                ids = owned[(owned >= start) & (owned < start + ix.num_records)] - start
-                wanted = None if src.languages is None else {x.lower() for x in src.languages}
-                template = (
-                    commit_template(cfg.commit_template)
-                    if src.kind == "commitpackft"
-                    else instruction_template(cfg.instruction_template)
-                )
-                for rid, record in read_records(ix, ids, skip):
-                    stats["records"] += 1
-                    if isinstance(record, BadRecordError):
-                        stats["bad_records_skipped"] += 1
-                        self.bad_records.append(str(record))
-                        log.warning("skipping bad record: %s", record)
-                        continue
-                    if wanted is not None and record["lang"].lower() not in wanted:
-                        stats["filtered_by_language"] += 1
-                        continue
-                    kept_ids.append(start + rid)
-                    chunk.append(template.render(record))
-                    if len(chunk) == _CHUNK:
-                        yield chunk
-                        chunk = []
-            if chunk:
-                yield chunk
-
+    def _tokenize(self, owned: np.ndarray, kept_ids: list[int]):
+        """(token ids concatenated, lengths, answer starts) of every kept example, in order."""
         from tqdm.auto import tqdm
 
         parts = []
+        chunks = self._formatted_chunks(owned, kept_ids)
         with tqdm(total=len(owned), desc="tokenising", unit="ex", disable=None) as bar:
-            for part in tokenize_stream(backend, formatted_chunks(), eos_id, cfg.num_workers):
+            for part in tokenize_stream(self._backend, chunks, self.eos_id, self.cfg.num_workers):
                 parts.append(part)
                 bar.update(len(part.lengths))
-        if parts:
-            ids = np.concatenate([p.ids for p in parts])
-            lengths = np.concatenate([p.lengths for p in parts])
-            answer_starts = np.concatenate([p.answer_starts for p in parts])
-        else:
-            ids = np.zeros(0, np.int32)
-            lengths = np.zeros(0, np.int64)
-            answer_starts = np.zeros(0, np.int64)
+        if not parts:
+            return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        ids = np.concatenate([p.ids for p in parts])
         if self.vocab_size <= np.iinfo(np.uint16).max + 1:
             ids = ids.astype(np.uint16)  # half the memory; widened when a batch is gathered
+        return (
+            ids,
+            np.concatenate([p.lengths for p in parts]),
+            np.concatenate([p.answer_starts for p in parts]),
+        )
+
+    def _index_examples(self, ids, lengths, answer_starts, kept: np.ndarray) -> None:
+        """Example statistics, the row materializer, and each owned row's member examples."""
+        stats, cfg = self.data_stats, self.cfg
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         pairs = lengths - 1
-        kept = np.asarray(kept_ids, np.int64)
         usable = pairs >= 1
         stats["empty_examples"] = int((~usable).sum())
         stats["examples"] = int(usable.sum())
@@ -246,7 +261,6 @@ class TrainIterator:
         else:
             stats["truncated_examples"] = int(over.sum())
             stats["truncated_tokens"] = int((pairs[over] - self.seq_len).sum())
-
         self.local_of = np.full(self.mixture.num_records, -1, np.int64)
         self.local_of[kept[usable]] = np.flatnonzero(usable)
         self.pairs = pairs
@@ -255,17 +269,6 @@ class TrainIterator:
         usable_ids = kept[usable]
         row_of = self.mixture.row_of[usable_ids]
         self._members = {r: usable_ids[row_of == r] for r in self.rows}
-        self.data_stats = stats
-        self.fingerprint = self._fingerprint(counts)
-        log.info(
-            "data: process %d/%d, rows %d..%d, %d examples, %d tokens",
-            self.process_index,
-            self.process_count,
-            self.rows[0],
-            self.rows[-1],
-            stats["examples"],
-            stats["example_tokens"],
-        )
 
     def _fingerprint(self, counts: list[int]) -> str:
         cfg = self.cfg
@@ -418,3 +421,12 @@ class TrainIterator:
         if self.num_steps is not None and step > self.num_steps:
             raise ValueError(f"data iterator state: step {step} is past the end ({self.num_steps})")
         self._reset(step)
+
+
+def _empty_stats(bad_records_skipped: int) -> dict[str, Any]:
+    """The data statistics a TrainIterator reports (`data_stats`), all counts at zero."""
+    names = (
+        "records", "filtered_by_language", "examples", "example_tokens", "empty_examples",
+        "overlong_examples", "split_examples", "truncated_examples", "truncated_tokens",
+    )  # fmt: skip
+    return {**dict.fromkeys(names, 0), "bad_records_skipped": bad_records_skipped}

@@ -31,9 +31,10 @@ class Tokenized:
 def encode_chunk(tokenizer, items: list[tuple[str, int]], eos_id: int | None) -> Tokenized:
     """Tokenise (text, answer_char_start) pairs with a ``tokenizers.Tokenizer``.
 
-    The answer starts at the first token whose character span begins at or after the answer's
-    first character (a token straddling the boundary belongs to the question). ``eos_id`` (if not
-    None) is appended to every example as an id, never parsed from text.
+    The answer starts at the first token that holds any of the answer's characters: a token
+    straddling the boundary (byte-level BPE merges "Answer: def" into "Answer", ":", " d", "ef")
+    belongs to the answer, so no answer character goes without loss. ``eos_id`` (if not None) is
+    appended to every example as an id, never parsed from text.
     """
     encodings = tokenizer.encode_batch([text for text, _ in items], add_special_tokens=False)
     extra = 0 if eos_id is None else 1
@@ -46,8 +47,8 @@ def encode_chunk(tokenizer, items: list[tuple[str, int]], eos_id: int | None) ->
         ids[pos : pos + n] = enc.ids
         if eos_id is not None:
             ids[pos + n] = eos_id
-        starts = np.fromiter((s for s, _ in enc.offsets), np.int64, n)
-        answer_starts[k] = int(np.searchsorted(starts, answer_char, side="left"))
+        ends = np.fromiter((e for _, e in enc.offsets), np.int64, n)
+        answer_starts[k] = int(np.searchsorted(ends, answer_char, side="right"))
         pos += n + extra
     return Tokenized(ids, lengths, answer_starts)
 

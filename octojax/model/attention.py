@@ -20,9 +20,8 @@ import logging
 import jax
 import jax.numpy as jnp
 
+from octojax.model.config import ATTENTION_IMPLS
 from octojax.model.splash import splash_attention
-
-ATTENTION_IMPLS = ("auto", "xla", "cudnn", "splash")
 
 logger = logging.getLogger(__name__)
 _logged: set[str] = set()

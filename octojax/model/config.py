@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
+
+from octojax.config import ConfigError
 
 # Activation names used in Hugging Face config.json files, mapped to "is the tanh approximation".
 _ACTIVATIONS = {
@@ -15,12 +17,13 @@ _ACTIVATIONS = {
     "gelu_pytorch_tanh": True,
 }
 
-REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
-ATTENTION_IMPLS = ("auto", "xla", "cudnn")
-
-
-class ConfigError(ValueError):
-    """A model configuration that octojax cannot build."""
+Activation = Literal["gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh"]
+DType = Literal["float32", "bfloat16", "float16"]
+Remat = Literal["none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable"]
+# auto: splash on TPU, cuDNN on GPU where dtype/shape allow, XLA elsewhere (octojax/model/attention.py)
+AttentionImpl = Literal["auto", "xla", "cudnn", "splash"]
+REMAT_POLICIES = get_args(Remat)
+ATTENTION_IMPLS = get_args(AttentionImpl)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,17 +41,17 @@ class ModelConfig:
     n_head: int = 16
     n_inner: int | None = None  # None means 4 * n_embd, as in Hugging Face
     multi_query: bool = True
-    activation_function: str = "gelu_pytorch_tanh"
+    activation_function: Activation = "gelu_pytorch_tanh"
     layer_norm_epsilon: float = 1e-5
     initializer_range: float = 0.02
     bos_token_id: int = 0
     eos_token_id: int = 0
     # octojax numerics
-    dtype: str = "float32"  # compute dtype of matmuls and activations
-    param_dtype: str = "float32"  # storage dtype of parameters
-    remat: str = "none"  # rematerialisation policy of each block, one of REMAT_POLICIES
+    dtype: DType = "float32"  # compute dtype of matmuls and activations
+    param_dtype: DType = "float32"  # storage dtype of parameters
+    remat: Remat = "none"  # rematerialisation policy of each block
     scan_layers: bool = True  # lax.scan over the stacked blocks: compile time independent of depth
-    attention_impl: str = "auto"  # "auto": cuDNN on GPU where supported, XLA elsewhere
+    attention_impl: AttentionImpl = "auto"
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
@@ -65,7 +68,7 @@ class ModelConfig:
                 f"attention_impl={self.attention_impl!r}; expected one of {ATTENTION_IMPLS}"
             )
         for name in ("dtype", "param_dtype"):
-            if getattr(self, name) not in ("float32", "bfloat16", "float16"):
+            if getattr(self, name) not in get_args(DType):
                 raise ConfigError(
                     f"{name}={getattr(self, name)!r}; expected float32/bfloat16/float16"
                 )
@@ -221,6 +224,9 @@ PRESETS: dict[str, ModelConfig] = {
     ),
 }
 PRESETS["starcoderbase"] = PRESETS["starcoder"]
+
+
+PRESET_NAMES = tuple(sorted(PRESETS))
 
 
 def get_preset(name: str, **overrides: Any) -> ModelConfig:

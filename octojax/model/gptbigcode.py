@@ -165,7 +165,14 @@ def block_forward(
         kv_index_BS = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
         mask = attention_mask(ctx.q_index_BT, kv_index_BS, ctx.q_segment_BT, ctx.cache_segment_BS)
 
-    o_BTNH = dot_product_attention(q_BTNH, k_BSKH, v_BSKH, mask, impl=cfg.attention_impl)
+    o_BTNH = dot_product_attention(
+        q_BTNH,
+        k_BSKH,
+        v_BSKH,
+        mask,
+        impl=cfg.attention_impl,
+        self_segment_ids_BT=None if cache_kv is not None or ctx.causal_only else ctx.q_segment_BT,
+    )
     x_BTD = x_BTD + jnp.einsum("btnh,nhd->btd", o_BTNH, w["o_kernel"]) + w["o_bias"]
 
     h_BTD = layer_norm(x_BTD, w["ln_2_scale"], w["ln_2_bias"], eps)

@@ -1,61 +1,80 @@
-"""Configuration of `octojax run`: one YAML for every stage, the embedded default in default.yaml."""
+"""The `octojax run` config tree: one YAML for every stage; the embedded default is default.yaml.
+
+The train section is a full TrainConfig (its data sources and tokenizer are filled in by the run);
+the data section holds DataOptions (formatting and packing) plus whether to add the instruction mix.
+"""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import yaml
+from pydantic import Field, model_validator
 
-from octojax.train.config import ConfigError, parse_overrides, read_yaml
+from eval.data import LANGUAGES
+from eval.tasks import TASKS
+from octojax.config import Section, load
+from octojax.data.config import DataOptions
+from octojax.train.config import TrainConfig
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
-SECTIONS = {"run_dir", "shared_dir", "tokenizer", "commitpack", "train", "data", "evaluate"}
-_SECTION_KEYS = {
-    "tokenizer": {"vocab_size"},
-    "commitpack": {"repos", "extra_args"},
-    "data": {"seq_len", "loss_on", "num_epochs", "instruction_mix"},
-    "evaluate": {"tasks", "languages", "limit", "max_new_tokens", "n_samples", "temperature",
-                 "batch_size", "enabled"},
-}  # fmt: skip
+
+EvalTask = Literal[TASKS]
+EvalLanguage = Literal[LANGUAGES]
 
 
-def load_run_config(path: str | Path | None = None, overrides: list[str] = ()) -> dict[str, Any]:
-    """The default config, updated by a YAML file and `a.b=value` overrides; validated."""
-    cfg = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    where = "default run config"
-    if path is not None:
-        cfg = _merge(cfg, read_yaml(path, "run config"), str(path))
-        where = str(path)
-    for key, value in parse_overrides(list(overrides)):
-        node = cfg
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
-    _validate(cfg, where)
-    return cfg
+class TokenizerSection(Section):
+    vocab_size: int = Field(2048, ge=300)  # byte-level BPE: 256 bytes + specials + merges
 
 
-def _merge(base: dict, update: dict, where: str) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in update.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v, where)
-        else:
-            out[k] = v
-    return out
+class CommitpackSection(Section):
+    # "demo": a git repo built from octojax's own modules, one function per commit;
+    # "self": this checkout's history; anything else: a path to a git repository.
+    repos: list[str] = Field(["demo", "self"], min_length=1)
+    extra_args: list[str] = []  # more Beam pipeline options
 
 
-def _validate(cfg: dict, where: str) -> None:
-    unknown = sorted(set(cfg) - SECTIONS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
-    for section, keys in _SECTION_KEYS.items():
-        bad = sorted(set(cfg.get(section) or {}) - keys)
-        if bad:
-            raise ConfigError(f"{where}: {section}: unknown key(s) {bad}; known: {sorted(keys)}")
-    repos = cfg["commitpack"].get("repos") or []
-    if not isinstance(repos, list) or not repos:
-        raise ConfigError(f"{where}: commitpack.repos must be a non-empty list")
+class RunDataSection(DataOptions):
+    instruction_mix: bool = True  # add ../shared/data/octogeex_instruct_mix.jsonl when present
+
+
+class EvaluateSection(Section):
+    enabled: bool = True
+    tasks: list[EvalTask] = Field(["humanevalfix-tests", "humanevalsynthesize"], min_length=1)
+    languages: list[EvalLanguage] = Field(["python", "js"], min_length=1)
+    limit: int | None = Field(32, gt=0)  # first N problems per language; None: all 164
+    max_new_tokens: int = Field(128, gt=0)
+    n_samples: int = Field(1, gt=0)
+    temperature: float = Field(0.0, ge=0)
+    batch_size: int = Field(32, gt=0)
+    mesh: str | None = None  # e.g. "data=2,fsdp=1,tensor=4" (generation on a device mesh)
+
+
+class RunConfig(Section):
+    """Every stage of `octojax run`; paths are relative to the current directory."""
+
+    run_dir: str = "runs/octopack"
+    shared_dir: str = "auto"  # auto: ../shared beside the repository or the current directory
+    tokenizer: TokenizerSection = TokenizerSection()
+    commitpack: CommitpackSection = CommitpackSection()
+    train: TrainConfig = TrainConfig()
+    data: RunDataSection = RunDataSection()
+    evaluate: EvaluateSection = EvaluateSection()
+
+    @model_validator(mode="after")
+    def _seq_len_fits(self) -> RunConfig:
+        if self.train.init.source == "scratch":
+            n_positions = self.train.model.build().n_positions
+            if self.data.seq_len > n_positions:
+                raise ValueError(
+                    f"data.seq_len {self.data.seq_len} is larger than the model's n_positions "
+                    f"{n_positions} (train.model); positions past it have no embedding"
+                )
+        return self
+
+
+def load_run_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
+    """default.yaml, updated by a YAML file and `a.b=value` overrides; validated as a whole."""
+    defaults = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    return load(RunConfig, path, overrides, defaults=defaults, what="run config")

@@ -43,7 +43,7 @@ def write_report(run: Run) -> dict:
     from octojax.train.metrics import read_metrics
 
     out_dir = run.stage_dir("report")
-    markers = {s: run._marker(s) for s in ("tokenizer", "commitpack", "train", "evaluate")}
+    markers = {s: run.marker(s) for s in ("tokenizer", "commitpack", "train", "evaluate")}
     train_dir = run.stage_dir("train")
     metrics = read_metrics(train_dir) if (train_dir / "metrics.jsonl").exists() else []
     curve = plot_training_curve(metrics, out_dir / "training_curve.png")

@@ -17,6 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from octojax.config import build
+from octojax.pipeline.config import RunConfig
+from octojax.train.config import TrainConfig
+
 STAGES = ("tokenizer", "commitpack", "train", "evaluate", "report")
 
 
@@ -40,11 +44,11 @@ def _digest(obj: Any) -> str:
 class Run:
     """The stages of one run directory; `execute()` runs what is not done yet."""
 
-    def __init__(self, cfg: dict, *, force: tuple[str, ...] = (), only: tuple[str, ...] = ()):
+    def __init__(self, cfg: RunConfig, *, force: tuple[str, ...] = (), only: tuple[str, ...] = ()):
         self.cfg = cfg
-        self.dir = Path(cfg["run_dir"]).absolute()
+        self.dir = Path(cfg.run_dir).absolute()
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.shared = find_shared(cfg.get("shared_dir"))
+        self.shared = find_shared(cfg.shared_dir)
         self.force, self.only = set(force), set(only)
         for name in self.force | self.only:
             if name not in STAGES:
@@ -59,21 +63,22 @@ class Run:
     def _inputs(self, name: str) -> dict:
         """What a stage depends on: its config section and the previous stages' markers."""
         deps = {
-            "tokenizer": [self.cfg["tokenizer"], self.cfg["data"].get("instruction_mix")],
-            "commitpack": [self.cfg["commitpack"]],
-            "train": [self.cfg["train"], self.cfg["data"]],
-            "evaluate": [self.cfg["evaluate"]],
+            "tokenizer": [self.cfg.tokenizer.to_dict(), self.cfg.data.instruction_mix],
+            "commitpack": [self.cfg.commitpack.to_dict()],
+            "train": [self.cfg.train.to_dict(), self.cfg.data.to_dict()],
+            "evaluate": [self.cfg.evaluate.to_dict()],
             "report": [],
         }[name]
         before = STAGES[: STAGES.index(name)]
-        return {"config": deps, "after": [self._marker(s).get("digest") for s in before]}
+        return {"config": deps, "after": [self.marker(s).get("digest") for s in before]}
 
-    def _marker(self, name: str) -> dict:
+    def marker(self, name: str) -> dict:
+        """The `.done.json` of a finished stage ({} when it has not finished)."""
         path = self.stage_dir(name) / ".done.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
     def is_done(self, name: str) -> bool:
-        marker = self._marker(name)
+        marker = self.marker(name)
         return bool(marker) and marker.get("inputs") == _digest(self._inputs(name))
 
     def _finish(self, name: str, seconds: float, info: dict) -> None:
@@ -117,7 +122,7 @@ class Run:
     # ---- stages -----------------------------------------------------------------------------------
 
     def _instruction_mix(self) -> Path | None:
-        if not self.cfg["data"].get("instruction_mix") or self.shared is None:
+        if not self.cfg.data.instruction_mix or self.shared is None:
             return None
         path = self.shared / "data" / "octogeex_instruct_mix.jsonl"
         return path if path.exists() else None
@@ -132,7 +137,7 @@ class Run:
                 row = json.loads(line)
                 texts.append(row.get("prompt", "") + "\n" + row.get("completion", ""))
         out = train_bpe_tokenizer(
-            texts, self.stage_dir("tokenizer"), vocab_size=self.cfg["tokenizer"]["vocab_size"]
+            texts, self.stage_dir("tokenizer"), vocab_size=self.cfg.tokenizer.vocab_size
         )
         self.say(f"tokenizer: byte-level BPE trained on {len(texts)} texts -> {out}")
         return {"texts": len(texts), "instruction_mix": str(mix) if mix else None}
@@ -141,7 +146,7 @@ class Run:
         from octojax.pipeline.demo_repo import build_demo_repo
 
         repos = []
-        for spec in self.cfg["commitpack"]["repos"]:
+        for spec in self.cfg.commitpack.repos:
             if spec == "demo":
                 repos.append(str(build_demo_repo(self.stage_dir("commitpack") / "demo_repo")))
             elif spec == "self":
@@ -162,7 +167,7 @@ class Run:
             sys.executable, "-m", "beam_pipelines.commitpack", "--source", "git",
             "--repos", *self._repos(), "--output", str(out), "--stage", "ft",
             "--tokenizer", str(self.stage_dir("tokenizer")), "--overwrite",
-            *self.cfg["commitpack"].get("extra_args", []),
+            *self.cfg.commitpack.extra_args,
         ]  # fmt: skip
         self.say("commitpack: " + " ".join(cmd))
         t0 = time.perf_counter()
@@ -178,12 +183,8 @@ class Run:
             "commits_per_s": commits / seconds,
         }
 
-    def _train_config(self):
-        from octojax.train.config import config_from_dict
-
-        d = json.loads(json.dumps(self.cfg["train"]))
-        d["run_dir"] = str(self.stage_dir("train"))
-        data = {k: v for k, v in self.cfg["data"].items() if k != "instruction_mix"}
+    def _train_config(self) -> TrainConfig:
+        """The run's train section with its data: CommitPackFT (when not empty) + the mix."""
         sources = []
         ft = self.stage_dir("commitpack") / "data" / "commitpackft"
         if json.loads((ft.parent / "stats.json").read_text())["commitpackft"]["kept"] > 0:
@@ -193,8 +194,11 @@ class Run:
             sources.append({"kind": "jsonl", "path": str(mix)})
         if not sources:
             raise RuntimeError("train: CommitPackFT is empty and no instruction mix was found")
-        d["data"] = {**data, "tokenizer": str(self.stage_dir("tokenizer")), "sources": sources}
-        return config_from_dict(d, where="run config train")
+        options = self.cfg.data.to_dict()
+        del options["instruction_mix"]
+        data = {**options, "tokenizer": str(self.stage_dir("tokenizer")), "sources": sources}
+        d = {**self.cfg.train.to_dict(), "run_dir": str(self.stage_dir("train")), "data": data}
+        return build(TrainConfig, d, "run config train")
 
     def train(self) -> dict:
         from octojax.train.metrics import read_metrics
@@ -202,6 +206,8 @@ class Run:
 
         cfg = self._train_config()
         result = Trainer(cfg).run()
+        if result.exit_code:
+            raise KeyboardInterrupt if result.exit_code == 130 else SystemExit(result.exit_code)
         records = read_metrics(result.run_dir)
         tps = sorted(r["tokens_per_s"] for r in records[1:]) or [0.0]
         return {
@@ -214,9 +220,9 @@ class Run:
         }
 
     def evaluate(self) -> dict:
-        ev = self.cfg["evaluate"]
+        ev = self.cfg.evaluate
         data_dir = self.shared / "humanevalpack" if self.shared else None
-        if ev.get("enabled", True) is False or data_dir is None or not data_dir.is_dir():
+        if not ev.enabled or data_dir is None or not data_dir.is_dir():
             self.say("evaluate: HumanEvalPack not found (../shared/humanevalpack); skipped")
             return {"skipped": True}
         from eval.cli import main as eval_main
@@ -224,15 +230,15 @@ class Run:
         model = self.stage_dir("train") / "hf"
         argv = [
             "generate", "--model", str(model), "--dtype", "float32",
-            "--tasks", ",".join(ev["tasks"]), "--languages", ",".join(ev["languages"]),
-            "--n-samples", str(ev["n_samples"]), "--temperature", str(ev["temperature"]),
-            "--max-length-generation", str(ev["max_new_tokens"]),
-            "--batch-size", str(ev["batch_size"]), "--data-dir", str(data_dir),
+            "--tasks", ",".join(ev.tasks), "--languages", ",".join(ev.languages),
+            "--n-samples", str(ev.n_samples), "--temperature", str(ev.temperature),
+            "--max-length-generation", str(ev.max_new_tokens),
+            "--batch-size", str(ev.batch_size), "--data-dir", str(data_dir),
             "--output-dir", str(self.stage_dir("evaluate")), "--model-name", "octojax-smoke",
             "--resume",
         ]  # fmt: skip
-        if ev.get("limit"):
-            argv += ["--limit", str(ev["limit"])]
+        if ev.limit:
+            argv += ["--limit", str(ev.limit)]
         t0 = time.perf_counter()
         code = eval_main(argv)
         if code != 0:

@@ -17,10 +17,16 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from octojax.config import ConfigError
 from octojax.convert.octojax_checkpoint import CONFIG_FILE
 from octojax.model.config import ModelConfig
 
 log = logging.getLogger(__name__)
+TMP_SUFFIX = ".orbax-checkpoint-tmp"
+
+
+class CheckpointMismatch(ConfigError):
+    """A readable checkpoint whose arrays do not fit the configured model (not corruption)."""
 
 
 class Checkpointer:
@@ -31,12 +37,25 @@ class Checkpointer:
         directory = str(directory)
         self.directory = epath.Path(directory if "://" in directory else Path(directory).absolute())
         self.param_item = param_item
+        unfinished = self._unfinished_saves()
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, enable_async_checkpointing=async_save, create=True
+            max_to_keep=keep,
+            enable_async_checkpointing=async_save,
+            create=True,
+            cleanup_tmp_directories=True,  # a save interrupted by a kill never becomes a step
         )
         self.manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=(param_item, "opt_state", "meta")
         )
+        for name in unfinished:
+            log.warning("removed the unfinished save %s (interrupted while writing)", name)
+            if jax.process_index() == 0:
+                print(f"[train] removed unfinished checkpoint save {self.directory / name}")
+
+    def _unfinished_saves(self) -> list[str]:
+        if not self.directory.exists():
+            return []
+        return sorted(p.name for p in self.directory.iterdir() if TMP_SUFFIX in p.name)
 
     def write_model_config(self, cfg: ModelConfig) -> None:
         """model_config.json beside the steps, so convert/generate can read any step."""
@@ -78,6 +97,7 @@ class Checkpointer:
         self, abstract_state: dict, bad: list[int]
     ) -> tuple[dict, dict] | None:
         for step in reversed(self.steps()):
+            self._check_shapes(step, abstract_state["params"])
             try:
                 restored = self.manager.restore(
                     step,
@@ -107,6 +127,27 @@ class Checkpointer:
             return state, meta
         return None
 
+    def _check_shapes(self, step: int, abstract_params: dict) -> None:
+        """Raise CheckpointMismatch when the saved parameter shapes differ from the model's."""
+        try:
+            saved = self.manager.item_metadata(step)[self.param_item]
+            saved_shapes = jax.tree.map(lambda m: tuple(m.shape), saved)
+        except Exception:  # unreadable metadata: the restore below reports it as corrupt
+            return
+        want = jax.tree.map(lambda a: tuple(a.shape), abstract_params)
+        flat_saved = dict(_flatten(saved_shapes))
+        diffs = [
+            f"{name}: saved {flat_saved.get(name)} vs configured {shape}"
+            for name, shape in _flatten(want)
+            if flat_saved.get(name) != shape
+        ]
+        if diffs:
+            raise CheckpointMismatch(
+                f"{self.directory / str(step)}: the checkpoint does not fit the configured model "
+                f"({'; '.join(diffs[:4])}{' ...' if len(diffs) > 4 else ''}); the model config "
+                "changed since it was written: use a new run_dir or `octojax train --reset`"
+            )
+
     def _set_aside(self, steps: list[int]) -> None:
         """Rename unusable step directories to corrupt-<step> (kept for inspection, never reused)."""
         if jax.process_index() == 0:
@@ -124,3 +165,13 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _flatten(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """[(dotted path, leaf)] of a nested dict whose leaves are shape tuples."""
+    if isinstance(tree, dict):
+        out = []
+        for k, v in tree.items():
+            out += _flatten(v, f"{prefix}{k}.")
+        return out
+    return [(prefix.rstrip("."), tree)]

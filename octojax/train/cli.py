@@ -1,9 +1,10 @@
-"""`octojax train --config configs/<name>.yaml [key.sub=value ...]`."""
+"""`octojax train --config configs/<name>.yaml [key.sub=value ...] [--reset]`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 
 
@@ -17,29 +18,61 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="random packed token batches instead of the data section (benchmarks, smoke tests)",
     )
     p.add_argument("--seq-len", type=int, default=None, help="sequence length of synthetic data")
+    p.add_argument(
+        "--reset",
+        action="store_true",
+        help="set the run directory's earlier run aside (renamed, not deleted) and start over",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from octojax.train.config import load_config
-    from octojax.train.trainer import Trainer, model_config_for
+    from octojax.train.trainer import Trainer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = load_config(args.config, args.overrides)
-    data = None
+    if args.reset:
+        set_aside(cfg)
+    trainer = Trainer(cfg)
     if args.synthetic_data:
         from octojax.train.synthetic import SyntheticBatches
 
-        data = SyntheticBatches(
-            vocab_size=model_config_for(cfg).vocab_size,
-            global_batch_size=cfg.train.global_batch_size,
-            seq_len=args.seq_len or (cfg.data.seq_len if cfg.data is not None else 2048),
-            seed=cfg.train.seed,
+        trainer = Trainer(
+            cfg,
+            data=SyntheticBatches(
+                vocab_size=trainer.model_cfg.vocab_size,
+                global_batch_size=cfg.train.global_batch_size,
+                seq_len=args.seq_len or (cfg.data.seq_len if cfg.data is not None else 2048),
+                seed=cfg.train.seed,
+            ),
+            mesh=trainer.mesh,
         )
-    result = Trainer(cfg, data=data).run()
+    result = trainer.run()
     last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
     print(
-        f"[train] finished at step {result.final_step} (last loss {last}); run dir {result.run_dir}"
+        f"[train] stopped at step {result.final_step} (last loss {last}); run dir {result.run_dir}"
         + (f"; Hugging Face export {result.hf_dir}" if result.hf_dir else "")
     )
-    return 143 if result.preempted else 0
+    return result.exit_code
+
+
+def set_aside(cfg) -> None:
+    """--reset: move the run's files into <run_dir>/reset-<time>/ (nothing is deleted)."""
+    from octojax.config import ConfigError
+
+    run_dir = Path(cfg.run_dir)
+    if cfg.checkpoint.dir and "://" in cfg.checkpoint.dir:
+        raise ConfigError(
+            f"--reset: checkpoint.dir {cfg.checkpoint.dir} is remote; move it aside yourself"
+        )
+    names = ["config.json", "metrics.jsonl", "metrics.discarded.jsonl", "tensorboard", "hf"]
+    moves = [run_dir / n for n in names] + [Path(cfg.checkpoint_dir)]
+    moves = [p for p in moves if p.exists()]
+    if not moves:
+        return
+    aside = run_dir / time.strftime("reset-%Y%m%d-%H%M%S")
+    aside.mkdir(parents=True)
+    for path in moves:
+        path.rename(aside / path.name)
+    print(f"[train] --reset: moved the earlier run's files to {aside}")

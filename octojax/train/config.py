@@ -1,181 +1,185 @@
-"""Typed training configuration, loaded from YAML with `key.sub=value` overrides.
+"""The training config tree: what `octojax train --config configs/X.yaml [key.sub=value ...]` reads.
 
-Every section is a dataclass; unknown keys and bad values raise ConfigError naming the file and
-the dotted key. The data section is octojax.data.DataConfig.
+Sections are `octojax.config.Section`s (pydantic, strict, unknown keys rejected); `load_config`
+validates a whole file at once, cross-field constraints included, and names file + dotted key.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_type_hints
 
-import yaml
+from pydantic import Field, create_model, field_validator, model_validator
 
-from octojax.model.config import REMAT_POLICIES, ModelConfig, get_preset
+from octojax.config import ConfigError, Section, build, load
+from octojax.data.config import DataConfig
+from octojax.model.config import PRESET_NAMES, ModelConfig, get_preset
 from octojax.model.lora import LORA_TARGETS
+from octojax.sharding import LOGICAL_RULES, MESH_AXES
+
+# Every ModelConfig field may be set in the model section (None: the preset's / checkpoint's value).
+_ModelFields = create_model(
+    "ModelFields",
+    __base__=Section,
+    **{name: (hint | None, None) for name, hint in get_type_hints(ModelConfig).items()},
+)
 
 
-class ConfigError(ValueError):
-    """A training configuration that cannot be used."""
+class ModelSection(_ModelFields):
+    """The model: a preset (or a Hugging Face config.json) plus any ModelConfig field to change.
 
+    When training starts from a checkpoint (init.source hf/octojax) the checkpoint's shape wins
+    and the fields set here apply on top (typically the numerics: dtype, remat, attention_impl).
+    """
 
-@dataclasses.dataclass
-class ModelSection:
-    preset: str | None = "test"  # a preset name, or None with hf_config
+    preset: Literal[PRESET_NAMES] | None = "test"
     hf_config: str | None = None  # a HF config.json (or its directory) instead of a preset
-    dtype: str = "bfloat16"  # compute dtype
-    param_dtype: str = "float32"  # master weights
-    remat: str = "none"
-    scan_layers: bool = True
-    attention_impl: str = "auto"
-    overrides: dict = dataclasses.field(default_factory=dict)  # any ModelConfig field
+
+    def changes(self) -> dict[str, Any]:
+        """The ModelConfig fields this section sets."""
+        return {
+            k: getattr(self, k) for k in _ModelFields.model_fields if getattr(self, k) is not None
+        }
 
     def build(self, vocab_size: int | None = None) -> ModelConfig:
-        numerics = dict(
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            remat=self.remat,
-            scan_layers=self.scan_layers,
-            attention_impl=self.attention_impl,
-        )
-        extra = dict(self.overrides)
-        if vocab_size is not None and "vocab_size" not in extra:
-            extra["vocab_size"] = vocab_size
+        """The ModelConfig of a from-scratch model (vocab_size: the tokenizer's, unless set here)."""
+        changes = self.changes()
+        if vocab_size is not None:
+            changes.setdefault("vocab_size", vocab_size)
         if self.hf_config:
-            return ModelConfig.from_hf_json(self.hf_config, **numerics, **extra)
+            return ModelConfig.from_hf_json(self.hf_config, **changes)
         if not self.preset:
             raise ConfigError("model: give a preset or an hf_config")
-        return get_preset(self.preset, **numerics, **extra)
+        return get_preset(self.preset, **changes)
 
 
-@dataclasses.dataclass
-class InitSection:
-    source: str = "scratch"  # scratch | hf | octojax
+class InitSection(Section):
+    source: Literal["scratch", "hf", "octojax"] = "scratch"
     path: str | None = None  # HF model dir or octojax checkpoint
     seed: int = 0
 
 
-@dataclasses.dataclass
-class MeshSection:
+MeshRule = str | list[str] | None
+
+
+class MeshSection(Section):
     """Device mesh sizes; -1 fills with the remaining devices. `dcn_*` split an axis across hosts
-    / slices (multi-slice TPU, multi-node GPU) and the rest within a host."""
+    / slices (multi-slice TPU, multi-node GPU) and the rest within a host. `rules` overrides
+    entries of the logical-axis table (octojax/sharding.py), e.g. {kv_heads: null}."""
 
-    data: int = 1
-    fsdp: int = -1
-    tensor: int = 1
-    dcn_data: int = 1
-    dcn_fsdp: int = 1
-    dcn_tensor: int = 1
+    data: int = Field(1, ge=-1)
+    fsdp: int = Field(-1, ge=-1)
+    tensor: int = Field(1, ge=-1)
+    dcn_data: int = Field(1, ge=1)
+    dcn_fsdp: int = Field(1, ge=1)
+    dcn_tensor: int = Field(1, ge=1)
     distributed: bool = False  # call jax.distributed.initialize() first (multi-host)
+    rules: dict[str, MeshRule] = {}
+
+    @field_validator("data", "fsdp", "tensor")
+    @classmethod
+    def _not_zero(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError("must be -1 (fill) or positive")
+        return v
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, rules: dict[str, MeshRule]) -> dict[str, MeshRule]:
+        for name, target in rules.items():
+            if name not in LOGICAL_RULES:
+                raise ValueError(
+                    f"unknown logical axis {name!r}; known: {', '.join(LOGICAL_RULES)}"
+                )
+            axes = [target] if isinstance(target, str) else list(target or [])
+            bad = [a for a in axes if a not in MESH_AXES]
+            if bad:
+                raise ValueError(f"{name}: {bad} are not mesh axes {MESH_AXES}")
+        return rules
+
+    def logical_rules(self) -> dict[str, Any]:
+        """The full rules table with this section's overrides applied."""
+        out = dict(LOGICAL_RULES)
+        out.update({k: tuple(v) if isinstance(v, list) else v for k, v in self.rules.items()})
+        return out
 
 
-@dataclasses.dataclass
-class OptimizerSection:
-    lr: float = 5e-4
-    schedule: str = "cosine"  # cosine | linear | constant (all after a linear warm-up)
-    warmup_steps: int = 0
-    final_lr_ratio: float = 0.0  # lr at the last step / peak lr
-    weight_decay: float = 0.0  # masked off biases and LayerNorm parameters
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
-    grad_clip: float = 1.0  # global norm; 0 disables
+class OptimizerSection(Section):
+    lr: float = Field(5e-4, gt=0)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"  # all after a linear warm-up
+    warmup_steps: int = Field(0, ge=0)
+    final_lr_ratio: float = Field(0.0, ge=0, le=1)  # lr at the last step / peak lr
+    weight_decay: float = Field(0.0, ge=0)  # masked off biases and LayerNorm parameters
+    b1: float = Field(0.9, ge=0, lt=1)
+    b2: float = Field(0.999, ge=0, lt=1)
+    eps: float = Field(1e-8, gt=0)
+    grad_clip: float = Field(1.0, ge=0)  # global norm; 0 disables
 
 
-@dataclasses.dataclass
-class LoraSection:
+class LoraSection(Section):
     enabled: bool = False
-    rank: int = 16
-    alpha: float = 32.0
-    targets: list = dataclasses.field(default_factory=lambda: ["q", "kv", "o"])
+    rank: int = Field(16, gt=0)
+    alpha: float = Field(32.0, gt=0)
+    targets: list[Literal[tuple(LORA_TARGETS)]] = ["q", "kv", "o"]
 
 
-@dataclasses.dataclass
-class TrainSection:
-    steps: int = 100
-    global_batch_size: int = 8
-    micro_batch_size: int | None = None  # None: no accumulation; else global / micro scan steps
+class TrainSection(Section):
+    steps: int = Field(100, gt=0)
+    global_batch_size: int = Field(8, gt=0)
+    micro_batch_size: int | None = Field(None, gt=0)  # None: no accumulation
     seed: int = 0
+    # cross-entropy over chunks of this many positions, never the whole [B, T, V] fp32 logits
+    # (octojax/train/loss.py): None = auto (chunked for vocabularies >= 16k), 0 = plain
+    loss_chunk: int | None = Field(None, ge=0)
 
 
-@dataclasses.dataclass
-class CheckpointSection:
-    every: int = 100  # save every N steps (and at the end, and on SIGTERM)
-    keep: int = 3
+class CheckpointSection(Section):
+    every: int = Field(100, gt=0)  # save every N steps (and at the end, and on SIGTERM/SIGINT)
+    keep: int = Field(3, gt=0)
     async_save: bool = True
     dir: str | None = None  # default <run_dir>/checkpoints; gs:// paths work with orbax
 
 
-@dataclasses.dataclass
-class LogSection:
-    every: int = 1
+class LogSection(Section):
+    every: int = Field(1, gt=0)
     tensorboard: bool = True
     progress: bool = True
-    peak_tflops_per_device: float | None = None  # default: from the device kind (MFU)
+    peak_tflops_per_device: float | None = Field(None, gt=0)  # default: from the device kind
 
 
-@dataclasses.dataclass
-class ExportSection:
+class ExportSection(Section):
     hf: bool = True  # write <run_dir>/hf at the end (LoRA merged)
-    dtype: str = "bfloat16"
+    dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
 
 
-@dataclasses.dataclass
-class TrainConfig:
+class TrainConfig(Section):
+    """Everything one training run needs; see configs/*.yaml and docs/training.md."""
+
     run_dir: str = "runs/train"
-    model: ModelSection = dataclasses.field(default_factory=ModelSection)
-    init: InitSection = dataclasses.field(default_factory=InitSection)
-    data: Any = None  # octojax.data.DataConfig (None: the caller supplies batches)
-    mesh: MeshSection = dataclasses.field(default_factory=MeshSection)
-    optimizer: OptimizerSection = dataclasses.field(default_factory=OptimizerSection)
-    lora: LoraSection = dataclasses.field(default_factory=LoraSection)
-    train: TrainSection = dataclasses.field(default_factory=TrainSection)
-    checkpoint: CheckpointSection = dataclasses.field(default_factory=CheckpointSection)
-    log: LogSection = dataclasses.field(default_factory=LogSection)
-    export: ExportSection = dataclasses.field(default_factory=ExportSection)
+    model: ModelSection = ModelSection()
+    init: InitSection = InitSection()
+    data: DataConfig | None = None  # None: the caller supplies batches
+    mesh: MeshSection = MeshSection()
+    optimizer: OptimizerSection = OptimizerSection()
+    lora: LoraSection = LoraSection()
+    train: TrainSection = TrainSection()
+    checkpoint: CheckpointSection = CheckpointSection()
+    log: LogSection = LogSection()
+    export: ExportSection = ExportSection()
 
-    def validate(self, where: str = "config") -> None:
-        t, o, m = self.train, self.optimizer, self.model
-        _require(t.steps > 0, f"{where}: train.steps must be positive, got {t.steps}")
-        _require(t.global_batch_size > 0, f"{where}: train.global_batch_size must be positive")
-        if t.micro_batch_size is not None:
-            _require(
-                t.micro_batch_size > 0 and t.global_batch_size % t.micro_batch_size == 0,
-                f"{where}: train.micro_batch_size {t.micro_batch_size} must divide "
-                f"global_batch_size {t.global_batch_size}",
+    @model_validator(mode="after")
+    def _cross_field(self) -> TrainConfig:
+        _check_batches(self)
+        if self.optimizer.warmup_steps >= self.train.steps:
+            raise ValueError(
+                f"optimizer.warmup_steps {self.optimizer.warmup_steps} must be smaller than "
+                f"train.steps {self.train.steps}"
             )
-        _require(o.lr > 0, f"{where}: optimizer.lr must be positive, got {o.lr}")
-        _require(
-            o.schedule in ("cosine", "linear", "constant"),
-            f"{where}: optimizer.schedule {o.schedule!r} not one of cosine, linear, constant",
-        )
-        _require(
-            0 <= o.warmup_steps < t.steps,
-            f"{where}: optimizer.warmup_steps {o.warmup_steps} must be in [0, train.steps)",
-        )
-        _require(
-            m.remat in REMAT_POLICIES, f"{where}: model.remat {m.remat!r} not in {REMAT_POLICIES}"
-        )
-        _require(
-            self.init.source in ("scratch", "hf", "octojax"),
-            f"{where}: init.source {self.init.source!r} not one of scratch, hf, octojax",
-        )
-        _require(
-            self.init.source == "scratch" or self.init.path,
-            f"{where}: init.path is required when init.source is {self.init.source!r}",
-        )
-        if self.lora.enabled:
-            bad = sorted(set(self.lora.targets) - set(LORA_TARGETS))
-            _require(not bad, f"{where}: lora.targets {bad} not in {sorted(LORA_TARGETS)}")
-            _require(self.lora.rank > 0, f"{where}: lora.rank must be positive")
-        for axis in ("data", "fsdp", "tensor"):
-            size = getattr(self.mesh, axis)
-            _require(size == -1 or size > 0, f"{where}: mesh.{axis} must be -1 or positive")
-        _require(self.checkpoint.every > 0, f"{where}: checkpoint.every must be positive")
-        _require(self.checkpoint.keep > 0, f"{where}: checkpoint.keep must be positive")
+        if self.init.source != "scratch" and not self.init.path:
+            raise ValueError(f"init.path is required when init.source is {self.init.source!r}")
+        _check_model(self)
+        return self
 
     @property
     def checkpoint_dir(self):
@@ -185,134 +189,85 @@ class TrainConfig:
         return epath.Path(self.checkpoint.dir or Path(self.run_dir).absolute() / "checkpoints")
 
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
+def _check_batches(cfg: TrainConfig) -> None:
+    t, m = cfg.train, cfg.mesh
+    if t.micro_batch_size is not None and t.global_batch_size % t.micro_batch_size:
+        raise ValueError(
+            f"train.micro_batch_size {t.micro_batch_size} must divide "
+            f"train.global_batch_size {t.global_batch_size}"
+        )
+    rows = t.micro_batch_size or t.global_batch_size
+    shards = max(m.data, 1) * max(m.fsdp, 1) * m.dcn_data * m.dcn_fsdp
+    if rows % shards:
+        raise ValueError(
+            f"a (micro-)batch of {rows} rows cannot be split over mesh data x fsdp = {shards} "
+            "devices; make train.global_batch_size / micro_batch_size a multiple of it"
+        )
 
 
-# ---- loading ------------------------------------------------------------------------------------
+def _check_model(cfg: TrainConfig) -> None:
+    """Build the model config at load time where no checkpoint is needed, and check positions."""
+    source = "model section"
+    if cfg.init.source == "scratch":
+        model = cfg.model.build()
+    else:
+        config_json = _checkpoint_config_json(cfg.init.source, cfg.init.path)
+        if config_json is None:
+            return  # the trainer names the missing checkpoint file
+        source = str(config_json)
+        model = model_config_for(cfg)
+    if cfg.data is not None and cfg.data.seq_len > model.n_positions:
+        raise ValueError(
+            f"data.seq_len {cfg.data.seq_len} is larger than the model's n_positions "
+            f"{model.n_positions} (from the {source}); positions past it have no embedding"
+        )
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check/convert a YAML value against a dataclass field annotation."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for opt in options:
-            if opt is type(None):
-                continue
-            try:
-                return _coerce(value, opt, where)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if annotation is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    if annotation in (list, dict) or origin in (list, dict):
-        expected = origin or annotation
-        if isinstance(value, expected):
-            return value
-        raise ConfigError(f"{where}: expected a {expected.__name__}, got {value!r}")
-    if dataclasses.is_dataclass(annotation):
-        return _build(annotation, value, where)
-    return value
+def _checkpoint_config_json(source: str, path: str) -> Path | None:
+    name = "config.json" if source == "hf" else "model_config.json"
+    candidate = Path(path) / name
+    return candidate if candidate.is_file() else None
 
 
-def _build(cls, d: Any, where: str):
-    if isinstance(d, cls):
-        return d
-    if d is None:
-        d = {}
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {d!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - fields)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
-    kwargs = {}
-    for name, value in d.items():
-        key = f"{where}.{name}"
-        if cls is TrainConfig and name == "data":
-            kwargs[name] = _build_data(value, key)
-        else:
-            kwargs[name] = _coerce(value, hints[name], key)
-    return cls(**kwargs)
+def model_config_for(cfg: TrainConfig, vocab_size: int | None = None) -> ModelConfig:
+    """The model's config: the checkpoint being tuned (HF or octojax) with the model section's
+    fields applied, or the model section alone (vocab_size: the tokenizer's, from scratch)."""
+    changes = cfg.model.changes()
+    if cfg.init.source == "hf":
+        return ModelConfig.from_hf_json(cfg.init.path, **changes)
+    if cfg.init.source == "octojax":
+        from octojax.convert.octojax_checkpoint import load_config as load_octojax_config
 
-
-def _build_data(value: Any, where: str):
-    if value is None:
-        return None
-    from octojax.data.config import DataConfig
-
-    try:
-        return DataConfig.from_dict(value, where=where)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
-
-def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for k in keys[:-1]:
-        node = node.setdefault(k, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {dotted}: {k} is not a section")
-    node[keys[-1]] = value
-
-
-def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
-    """`a.b=value` strings -> (key, YAML-parsed value)."""
-    out = []
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key=value (e.g. train.steps=10)")
-        key, raw = item.split("=", 1)
-        out.append((key.strip(), yaml.safe_load(raw) if raw.strip() else None))
-    return out
+        return load_octojax_config(cfg.init.path).replace(**changes)
+    return cfg.model.build(vocab_size=vocab_size)
 
 
 def config_from_dict(d: dict, overrides: list[str] = (), where: str = "config") -> TrainConfig:
-    d = dict(d or {})
-    for key, value in parse_overrides(list(overrides)):
-        _set_dotted(d, key, value)
-    cfg = _build(TrainConfig, d, where)
-    cfg.validate(where)
-    return cfg
-
-
-def read_yaml(path: str | Path, what: str = "config file") -> dict:
-    """A YAML mapping from a file; ConfigError naming the file if it is absent or not YAML."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: {what} does not exist")
-    try:
-        return yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    """A TrainConfig from a plain mapping (+ overrides); ConfigError naming `where` and the key."""
+    return (
+        load(TrainConfig, None, overrides, defaults=d)
+        if overrides
+        else build(TrainConfig, d, where)
+    )
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
-    """Load a YAML config file and apply `key=value` overrides."""
-    return config_from_dict(read_yaml(path), overrides, where=str(path))
+    """Load a YAML training config and apply `key.sub=value` overrides."""
+    return load(TrainConfig, path, overrides, what="training config")
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:
-    return dataclasses.asdict(cfg)
+    return cfg.to_dict()
+
+
+def saved_config_diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts (what a resume would change)."""
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        dotted = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += saved_config_diff(a, b, dotted + ".")
+        elif json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):
+            out.append(f"{dotted}: {a!r} -> {b!r}")
+    return out

@@ -9,8 +9,9 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh
 
+from octojax.config import ConfigError
 from octojax.sharding import MESH_AXES
-from octojax.train.config import ConfigError, MeshSection
+from octojax.train.config import MeshSection
 
 log = logging.getLogger(__name__)
 

@@ -92,6 +92,33 @@ class MetricsLogger:
             self.writer.close()
 
 
+class DelayedMetrics:
+    """Fetches a step's metrics only after the next step was dispatched, so the host never waits
+    for the device between steps: at most one step's metrics are pending at any time."""
+
+    def __init__(self, make_record, sink):
+        self.make_record, self.sink = make_record, sink
+        self.pending: tuple | None = None  # (step, device metrics, batch shape)
+        self.losses: list[float] = []
+
+    def submit(self, step: int, device_metrics: dict, batch_shape: tuple[int, int]) -> None:
+        """Queue this step's metrics; fetch, record and emit the previously queued step's."""
+        previous, self.pending = self.pending, (step, device_metrics, tuple(batch_shape))
+        if previous is not None:
+            self._emit(previous)
+
+    def flush(self) -> None:
+        if self.pending is not None:
+            previous, self.pending = self.pending, None
+            self._emit(previous)
+
+    def _emit(self, item: tuple) -> None:
+        step, device_metrics, shape = item
+        record = self.make_record(step, jax.device_get(device_metrics), shape)
+        self.losses.append(record["loss"])
+        self.sink(record)
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -3,6 +3,9 @@
 One code path for one CPU, 8 fake devices, one GPU or a TPU pod slice: only the mesh section of
 the config changes. Parameters, optimizer state and batches are placed with NamedShardings derived
 from logical axis names; the step is one jax.jit with explicit shardings and donated state.
+
+`Trainer.run` reads as its steps: check a resume is compatible (before writing anything), write
+the run files, build the state, restore, compile, loop, export.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import dataclasses
 import json
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,39 +23,36 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from octojax.model.config import ModelConfig
-from octojax.model.gptbigcode import GPTBigCode, param_dict, param_logical_axes
+from octojax.config import ConfigError
+from octojax.model.gptbigcode import abstract_model, param_dict, param_logical_axes, param_shapes
 from octojax.model.lora import init_lora, lora_logical_axes, merge_into_params
-from octojax.sharding import batch_sharding, named_sharding
+from octojax.sharding import batch_sharding, tree_shardings, use_rules
 from octojax.train.checkpointing import Checkpointer
-from octojax.train.config import ConfigError, TrainConfig, config_to_dict
+from octojax.train.config import TrainConfig, model_config_for, saved_config_diff
 from octojax.train.mesh import build_mesh, maybe_initialize_distributed
-from octojax.train.metrics import MetricsLogger, peak_tflops_per_device
+from octojax.train.metrics import DelayedMetrics, MetricsLogger, peak_tflops_per_device
 from octojax.train.optimizer import learning_rate_schedule, make_optimizer
 from octojax.train.step import StepSpec, make_train_step
 
 log = logging.getLogger(__name__)
 
+# Config keys a resume may change (prefixes); any other difference to the saved config is refused.
+RESUMABLE_CHANGES = (
+    "run_dir", "train.steps", "train.micro_batch_size", "mesh.", "checkpoint.", "log.", "export.",
+    "data.num_workers", "model.remat", "model.attention_impl", "model.scan_layers", "init.",
+)  # fmt: skip
+EXIT_PREEMPTED = 143  # SIGTERM
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+
 
 class BatchIterator(Protocol):
-    """What the trainer consumes (octojax.data.TrainIterator implements it)."""
+    """What the trainer consumes (octojax.data.pipeline.TrainIterator implements it)."""
 
     def __next__(self) -> dict[str, Any]: ...
     def get_state(self) -> dict: ...
     def set_state(self, state: dict) -> None: ...
-
-
-def tree_shardings(axes: dict, shapes: dict, mesh: Mesh) -> dict:
-    """NamedShardings for a tree of arrays from a same-shaped tree of logical-axis tuples."""
-    return jax.tree.map(
-        lambda names, s: named_sharding(names, s.shape, mesh),
-        axes,
-        shapes,
-        is_leaf=lambda x: isinstance(x, tuple),
-    )
 
 
 @dataclasses.dataclass
@@ -61,32 +62,23 @@ class TrainResult:
     losses: list[float]
     hf_dir: Path | None
     preempted: bool = False
+    exit_code: int = 0  # 0 finished, 143 SIGTERM, 130 SIGINT
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Device state of a run: the jitted step's input/output and what stays outside it."""
+
+    state: dict  # {"step", "params" (trainable), "opt_state"}
+    shardings: dict  # same tree of NamedShardings
+    frozen: dict | None  # LoRA's frozen base weights (None for full fine-tuning)
+    frozen_shardings: dict | None
+    lora_scale: float | None
+    tx: optax.GradientTransformation
 
 
 def tokenizer_path(cfg: TrainConfig) -> str | None:
-    return getattr(cfg.data, "tokenizer", None) if cfg.data is not None else None
-
-
-def model_config_for(cfg: TrainConfig) -> ModelConfig:
-    """The model's config: from the HF / octojax checkpoint being tuned, or the model section
-    (vocabulary sized to the data's tokenizer when training from scratch)."""
-    from octojax.convert.octojax_checkpoint import load_config as load_octojax_config
-
-    m, init = cfg.model, cfg.init
-    numerics = dict(
-        dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat,
-        scan_layers=m.scan_layers, attention_impl=m.attention_impl,
-    )  # fmt: skip
-    if init.source == "hf":
-        return ModelConfig.from_hf_json(init.path, **numerics, **m.overrides)
-    if init.source == "octojax":
-        return load_octojax_config(init.path).replace(**numerics, **m.overrides)
-    vocab = None
-    if tokenizer_path(cfg) and "vocab_size" not in m.overrides and not m.hf_config:
-        from octojax.tokenizer import vocab_size_of
-
-        vocab = vocab_size_of(tokenizer_path(cfg))
-    return m.build(vocab_size=vocab)
+    return cfg.data.tokenizer if cfg.data is not None else None
 
 
 class Trainer:
@@ -95,29 +87,120 @@ class Trainer:
     def __init__(
         self, cfg: TrainConfig, data: BatchIterator | None = None, mesh: Mesh | None = None
     ):
-        cfg.validate()
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir).absolute()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.rules = cfg.mesh.logical_rules()
         maybe_initialize_distributed(cfg.mesh)
         self.mesh = mesh or build_mesh(cfg.mesh)
-        self.model_cfg = model_config_for(cfg)
+        vocab = None
+        if tokenizer_path(cfg) and cfg.init.source == "scratch" and cfg.model.vocab_size is None:
+            from octojax.tokenizer import vocab_size_of
+
+            vocab = vocab_size_of(tokenizer_path(cfg))
+        self.model_cfg = model_config_for(cfg, vocab_size=vocab)
         self._data = data
-        self._stop_requested = False
+        self._signal: int | None = None
 
-    # ---- construction ---------------------------------------------------------------------------
+    @property
+    def _main(self) -> bool:
+        return jax.process_index() == 0
 
-    def _tokenizer_path(self) -> str | None:
-        return tokenizer_path(self.cfg)
+    # ---- run -------------------------------------------------------------------------------------
 
-    def _param_shardings(self) -> tuple[dict, dict]:
-        axes = param_logical_axes(self.model_cfg)
-        shapes = nnx.to_pure_dict(
-            nnx.state(
-                nnx.eval_shape(lambda: GPTBigCode(self.model_cfg, rngs=nnx.Rngs(0))), nnx.Param
-            )
+    def run(self) -> TrainResult:
+        """Train to cfg.train.steps, resuming from the newest good checkpoint; export at the end."""
+        with use_rules(self.rules):
+            self.check_resume()
+            ckpt = self._checkpointer()
+            self._write_run_files(ckpt)
+            ts = self._initial_state()
+            data = self._data_iterator()
+            start, rng = self._restore(ckpt, ts, data)
+            step_fn = self._compile_step(ts)
+            try:
+                step, losses = self._loop(ts, step_fn, data, ckpt, start, rng)
+            finally:
+                ckpt.close()
+        code = {signal.SIGTERM: EXIT_PREEMPTED, signal.SIGINT: EXIT_INTERRUPTED}.get(
+            self._signal, 0
         )
-        return tree_shardings(axes, shapes, self.mesh), shapes
+        hf_dir = None
+        if self.cfg.export.hf and code == 0 and step >= self.cfg.train.steps:
+            hf_dir = self.export_hf(ts.state["params"], ts.frozen, ts.lora_scale)
+        return TrainResult(self.run_dir, step, losses, hf_dir, preempted=code != 0, exit_code=code)
+
+    # ---- before anything is written -----------------------------------------------------------
+
+    def check_resume(self) -> None:
+        """Refuse to resume a run directory whose saved config differs in a key that matters.
+
+        Runs before the trainer writes anything, so a refused run leaves the directory as it was.
+        """
+        saved_path = self.run_dir / "config.json"
+        if not saved_path.exists() or not self._has_checkpoints():
+            return
+        try:
+            saved = json.loads(saved_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{saved_path}: unreadable saved config ({e})") from None
+        diffs = [
+            d
+            for d in saved_config_diff(saved, self.cfg.to_dict())
+            if not d.startswith(RESUMABLE_CHANGES)
+        ]
+        if diffs:
+            raise ConfigError(
+                f"{self.run_dir}: the run there was started with a different config; resuming "
+                f"would mix two runs. Changed: {'; '.join(diffs)}. Use a new run_dir, or "
+                "`octojax train --reset` to set the old run aside and start over"
+            )
+
+    def _has_checkpoints(self) -> bool:
+        directory = self.cfg.checkpoint_dir
+        return directory.exists() and any(p.name.isdigit() for p in directory.iterdir())
+
+    def _checkpointer(self) -> Checkpointer:
+        return Checkpointer(
+            self.cfg.checkpoint_dir,
+            keep=self.cfg.checkpoint.keep,
+            async_save=self.cfg.checkpoint.async_save,
+            param_item="lora" if self.cfg.lora.enabled else "params",
+        )
+
+    def _write_run_files(self, ckpt: Checkpointer) -> None:
+        """config.json, the model config and a copy of the tokenizer (process 0 only)."""
+        if not self._main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+        ckpt.write_model_config(self.model_cfg)
+        self._save_tokenizer(self.cfg.checkpoint_dir)
+
+    # ---- state ----------------------------------------------------------------------------------
+
+    def _initial_state(self) -> TrainState:
+        """Parameters (+ LoRA adapters), optimizer state and their shardings, on the mesh."""
+        param_shardings = tree_shardings(
+            param_logical_axes(self.model_cfg), param_shapes(self.model_cfg), self.mesh
+        )
+        params = self._initial_params(param_shardings)
+        frozen = frozen_shardings = lora_scale = None
+        trainable, trainable_shardings = params, param_shardings
+        if self.cfg.lora.enabled:
+            frozen, frozen_shardings = params, param_shardings
+            trainable, trainable_shardings = self._initial_lora()
+            lora_scale = self.cfg.lora.alpha / self.cfg.lora.rank
+        del params
+        tx = make_optimizer(self.cfg.optimizer, self.cfg.train.steps)
+        opt_shardings = self._opt_state_shardings(tx, trainable, trainable_shardings)
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        state = {
+            "step": jax.device_put(jnp.zeros((), jnp.int32), replicated),
+            "params": trainable,
+            "opt_state": jax.jit(tx.init, out_shardings=opt_shardings)(trainable),
+        }
+        shardings = {"step": replicated, "params": trainable_shardings, "opt_state": opt_shardings}
+        return TrainState(state, shardings, frozen, frozen_shardings, lora_scale, tx)
 
     def _initial_params(self, shardings: dict) -> dict:
         init = self.cfg.init
@@ -139,6 +222,10 @@ class Trainer:
                 init.path, shardings=shardings, dtype=self.model_cfg.param_dtype
             )
             return params
+        from flax import nnx
+
+        from octojax.model.gptbigcode import GPTBigCode
+
         cfg = self.model_cfg
 
         def make():
@@ -146,9 +233,28 @@ class Trainer:
 
         return jax.jit(make, out_shardings=shardings)()
 
-    @property
-    def _main(self) -> bool:
-        return jax.process_index() == 0
+    def _initial_lora(self) -> tuple[dict, dict]:
+        lora = self.cfg.lora
+
+        def make(seed: int):
+            return init_lora(self.model_cfg, lora.targets, lora.rank, jax.random.key(seed))
+
+        shapes = jax.eval_shape(lambda: make(0))
+        axes = lora_logical_axes(self.model_cfg, lora.targets)
+        shardings = tree_shardings(axes, shapes, self.mesh)
+        return jax.jit(lambda: make(self.cfg.train.seed), out_shardings=shardings)(), shardings
+
+    def _opt_state_shardings(self, tx, trainable: dict, trainable_shardings: dict):
+        """Optimizer moments sharded like their parameters; counters replicated."""
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        return optax.tree_map_params(
+            tx,
+            lambda _, s: s,
+            jax.eval_shape(tx.init, trainable),
+            trainable_shardings,
+            transform_non_params=lambda _: replicated,
+            is_leaf=lambda x: isinstance(x, NamedSharding),
+        )
 
     def _data_iterator(self) -> BatchIterator:
         if self._data is not None:
@@ -161,185 +267,141 @@ class Trainer:
             self.cfg.data, global_batch_size=self.cfg.train.global_batch_size, mesh=self.mesh
         )
 
-    # ---- the loop ---------------------------------------------------------------------------------
-
-    def run(self) -> TrainResult:
-        cfg, mesh = self.cfg, self.mesh
-        total = cfg.train.steps
-        (self.run_dir / "config.json").write_text(
-            json.dumps(config_to_dict(cfg), indent=2, default=str)
-        )
-        replicated = NamedSharding(mesh, PartitionSpec())
-        param_shardings, _ = self._param_shardings()
-        params = self._initial_params(param_shardings)
-
-        lora_cfg = cfg.lora
-        if lora_cfg.enabled:
-            frozen, frozen_shardings = params, param_shardings
-            lora_axes = lora_logical_axes(self.model_cfg, lora_cfg.targets)
-            lora_shapes = jax.eval_shape(
-                lambda: init_lora(
-                    self.model_cfg, lora_cfg.targets, lora_cfg.rank, jax.random.key(0)
-                )
-            )
-            trainable_shardings = tree_shardings(lora_axes, lora_shapes, mesh)
-            trainable = jax.jit(
-                lambda: init_lora(
-                    self.model_cfg, lora_cfg.targets, lora_cfg.rank, jax.random.key(cfg.train.seed)
-                ),
-                out_shardings=trainable_shardings,
-            )()
-            lora_scale = lora_cfg.alpha / lora_cfg.rank
-        else:
-            frozen, frozen_shardings = None, None
-            trainable, trainable_shardings = params, param_shardings
-            lora_scale = None
-        del params
-
-        tx = make_optimizer(cfg.optimizer, total)
-        abstract_opt = jax.eval_shape(tx.init, trainable)
-        opt_shardings = optax.tree_map_params(
-            tx,
-            lambda _, s: s,
-            abstract_opt,
-            trainable_shardings,
-            transform_non_params=lambda _: replicated,
-            is_leaf=lambda x: isinstance(x, NamedSharding),
-        )
-        state_shardings = {
-            "step": replicated,
-            "params": trainable_shardings,
-            "opt_state": opt_shardings,
-        }
-        opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(trainable)
-        state = {
-            "step": jax.device_put(jnp.zeros((), jnp.int32), replicated),
-            "params": trainable,
-            "opt_state": opt_state,
-        }
-        rng = jax.random.key(cfg.train.seed)
-
-        ckpt = Checkpointer(
-            cfg.checkpoint_dir,
-            keep=cfg.checkpoint.keep,
-            async_save=cfg.checkpoint.async_save,
-            param_item="lora" if lora_cfg.enabled else "params",
-        )
-        ckpt.write_model_config(self.model_cfg)
-        self._save_tokenizer(cfg.checkpoint_dir)
-        data = self._data_iterator()
-
-        abstract_state = jax.tree.map(
-            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, state_shardings
+    def _restore(self, ckpt: Checkpointer, ts: TrainState, data: BatchIterator):
+        """Restore the newest good checkpoint into ts (in place); (start step, rng). Says where."""
+        abstract = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), ts.state, ts.shardings
         )
         restored = ckpt.restore_latest(
-            {"params": abstract_state["params"], "opt_state": abstract_state["opt_state"]}
+            {"params": abstract["params"], "opt_state": abstract["opt_state"]}
         )
-        start = 0
-        if restored is not None:
-            rstate, meta = restored
-            start = int(meta["step"])
-            state = {
-                "step": jax.device_put(jnp.asarray(start, jnp.int32), replicated),
-                "params": rstate["params"],
-                "opt_state": rstate["opt_state"],
-            }
-            rng = jax.random.wrap_key_data(jnp.asarray(meta["rng"], jnp.uint32))
-            if meta.get("data_state") is not None:
-                data.set_state(meta["data_state"])
-            if self._main:
-                log.info("resumed from %s at step %d", cfg.checkpoint_dir / str(start), start)
-                print(
-                    f"[train] resumed from {cfg.checkpoint_dir / str(start)} at step {start}",
-                    flush=True,
-                )
+        if restored is None:
+            self._say(f"no checkpoint in {ckpt.directory}: starting at step 0")
+            return 0, jax.random.key(self.cfg.train.seed)
+        rstate, meta = restored
+        start = int(meta["step"])
+        ts.state = {
+            "step": jax.device_put(jnp.asarray(start, jnp.int32), ts.shardings["step"]),
+            "params": rstate["params"],
+            "opt_state": rstate["opt_state"],
+        }
+        if meta.get("data_state") is not None:
+            data.set_state(meta["data_state"])
+        self._say(f"resumed from {ckpt.directory / str(start)} at step {start}")
+        return start, jax.random.wrap_key_data(jnp.asarray(meta["rng"], jnp.uint32))
+
+    def _compile_step(self, ts: TrainState):
+        t = self.cfg.train
+        from flax import nnx
 
         spec = StepSpec(
-            graphdef=nnx.graphdef(
-                nnx.eval_shape(lambda: GPTBigCode(self.model_cfg, rngs=nnx.Rngs(0)))
-            ),
-            lora_scale=lora_scale,
-            num_micro_batches=cfg.train.global_batch_size
-            // (cfg.train.micro_batch_size or cfg.train.global_batch_size),
+            graphdef=nnx.graphdef(abstract_model(self.model_cfg)),
+            lora_scale=ts.lora_scale,
+            num_micro_batches=t.global_batch_size // (t.micro_batch_size or t.global_batch_size),
+            loss_chunk=t.loss_chunk,
         )
-        bs = batch_sharding(mesh)
-        step_fn = jax.jit(
-            make_train_step(spec, tx),
-            in_shardings=(state_shardings, frozen_shardings, None),
-            out_shardings=(state_shardings, replicated),
+        return jax.jit(
+            make_train_step(spec, ts.tx),
+            in_shardings=(ts.shardings, ts.frozen_shardings, None),
+            out_shardings=(ts.shardings, ts.shardings["step"]),
             donate_argnums=(0,),
         )
-        schedule_lr = learning_rate_schedule(cfg.optimizer, total)
-        peak = peak_tflops_per_device(cfg.log.peak_tflops_per_device)
+
+    # ---- the loop ---------------------------------------------------------------------------------
+
+    def _loop(self, ts: TrainState, step_fn, data, ckpt: Checkpointer, start: int, rng):
+        """Dispatch step n+1 before reading step n's metrics; the next host batch is fetched and
+        sent to the devices while the current step runs. Returns (last step, logged losses)."""
+        cfg, total = self.cfg, self.cfg.train.steps
         logger = MetricsLogger(
             self.run_dir, total_steps=total, start_step=start,
             tensorboard=cfg.log.tensorboard, progress=cfg.log.progress,
         )  # fmt: skip
-        old_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if _in_main_thread() else None
-
-        def meta_for(step: int) -> dict:
-            return {
-                "step": step,
-                "rng": np.asarray(jax.random.key_data(rng)).tolist(),
-                "data_state": data.get_state(),
-                "time": time.time(),
-            }
-
-        losses: list[float] = []
-        step = start
-        preempted = False
-        t_last, steps_since = time.perf_counter(), 0
+        metrics = DelayedMetrics(self._record_maker(start), logger.log)
+        batches = _Prefetcher(data, batch_sharding(self.mesh))
+        handlers = self._install_signal_handlers()
+        step, data_state = start, data.get_state()
         try:
-            with jax.set_mesh(mesh):
-                while step < total:
-                    try:
-                        batch = next(data)
-                    except StopIteration:
-                        print(f"[train] data exhausted after step {step}; stopping", flush=True)
-                        break
-                    batch = {k: _as_global(v, bs) for k, v in batch.items()}
-                    state, metrics = step_fn(state, frozen, batch)
+            with jax.set_mesh(self.mesh):
+                batch, batch_state = batches.next()
+                while batch is not None and step < total:
+                    ts.state, step_metrics = step_fn(ts.state, ts.frozen, batch)
                     step += 1
-                    steps_since += 1
                     logger.advance()
+                    shape, data_state = batch["inputs"].shape, batch_state
+                    if step < total:  # host work for the next step overlaps this one
+                        batch, batch_state = batches.next()
                     if step % cfg.log.every == 0 or step == total:
-                        m = jax.device_get(metrics)
-                        dt = time.perf_counter() - t_last
-                        B, T = batch["inputs"].shape
-                        tps = B * T * steps_since / dt
-                        mfu = None
-                        if peak:
-                            mfu = (
-                                self.model_cfg.flops_per_token(T) * tps / (peak * 1e12 * mesh.size)
-                            )
-                        record = {
-                            "step": step, "loss": float(m["loss"]), "grad_norm": float(m["grad_norm"]),
-                            "lr": float(schedule_lr(step - 1)), "tokens_per_s": tps, "mfu": mfu,
-                            "loss_tokens": float(m["tokens"]), "step_time_s": dt / steps_since,
-                        }  # fmt: skip
-                        losses.append(record["loss"])
-                        logger.log(record)
-                        t_last, steps_since = time.perf_counter(), 0
-                    if step % cfg.checkpoint.every == 0 and step < total:
-                        ckpt.save(step, state, meta_for(step))
-                    if self._stop_requested:
-                        print(f"[train] SIGTERM: saving step {step} and stopping", flush=True)
-                        ckpt.save(step, state, meta_for(step), force=True)
-                        preempted = True
+                        metrics.submit(step, step_metrics, shape)  # fetches the previous one
+                    if self._signal is not None:
+                        self._say(
+                            f"{signal.Signals(self._signal).name}: saving step {step}, stopping"
+                        )
+                        ckpt.save(step, ts.state, self._meta(step, rng, data_state), force=True)
                         break
-            if not preempted and step not in ckpt.steps():
-                ckpt.save(step, state, meta_for(step), force=True)
+                    if step % cfg.checkpoint.every == 0 and step < total:
+                        ckpt.save(step, ts.state, self._meta(step, rng, data_state))
+                if batch is None:
+                    self._say(f"data exhausted after step {step}; stopping")
+                metrics.flush()
+            if self._signal is None and step not in ckpt.steps():
+                ckpt.save(step, ts.state, self._meta(step, rng, data_state), force=True)
             ckpt.wait()
         finally:
             logger.close()
-            ckpt.close()
-            if old_handler is not None:
-                signal.signal(signal.SIGTERM, old_handler)
+            _restore_signal_handlers(handlers)
+        return step, metrics.losses
 
-        hf_dir = None
-        if cfg.export.hf and not preempted and step >= total:
-            hf_dir = self.export_hf(state["params"], frozen, lora_scale)
-        return TrainResult(self.run_dir, step, losses, hf_dir, preempted)
+    def _record_maker(self, start: int):
+        """A function (step, fetched metrics, batch shape) -> the logged record (throughput, MFU)."""
+        peak = peak_tflops_per_device(self.cfg.log.peak_tflops_per_device)
+        schedule_lr = learning_rate_schedule(self.cfg.optimizer, self.cfg.train.steps)
+        last = {"time": time.perf_counter(), "step": start}
+
+        def record(step: int, m: dict, batch_shape: tuple[int, int]) -> dict:
+            now = time.perf_counter()
+            steps, dt = step - last["step"], now - last["time"]
+            last.update(time=now, step=step)
+            B, T = batch_shape
+            tps = B * T * steps / dt
+            mfu = None
+            if peak:
+                mfu = self.model_cfg.flops_per_token(T) * tps / (peak * 1e12 * self.mesh.size)
+            return {
+                "step": step, "loss": float(m["loss"]), "grad_norm": float(m["grad_norm"]),
+                "lr": float(schedule_lr(step - 1)), "tokens_per_s": tps, "mfu": mfu,
+                "loss_tokens": float(m["tokens"]), "step_time_s": dt / steps,
+            }  # fmt: skip
+
+        return record
+
+    def _meta(self, step: int, rng, data_state: dict | None) -> dict:
+        return {
+            "step": step,
+            "rng": np.asarray(jax.random.key_data(rng)).tolist(),
+            "data_state": data_state,
+            "time": time.time(),
+        }
+
+    def _install_signal_handlers(self) -> dict:
+        """SIGTERM (preemption) and SIGINT (Ctrl-C): save at the next step boundary, then stop.
+        A second Ctrl-C while stopping interrupts at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def on_signal(signum, frame):
+            if self._signal == signal.SIGINT and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._signal = signum
+
+        return {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def _say(self, message: str) -> None:
+        if self._main:
+            log.info(message)
+            print(f"[train] {message}", flush=True)
+
+    # ---- files ----------------------------------------------------------------------------------
 
     def export_hf(self, trainable: dict, frozen: dict | None, lora_scale: float | None) -> Path:
         """Write <run_dir>/hf (LoRA merged into the base weights) with the tokenizer."""
@@ -352,15 +414,15 @@ class Trainer:
         if self._main:
             save_hf_checkpoint(
                 out, self.model_cfg, params, dtype=self.cfg.export.dtype,
-                tokenizer_dir=self._tokenizer_path(),
+                tokenizer_dir=tokenizer_path(self.cfg),
             )  # fmt: skip
-            print(f"[train] exported Hugging Face model to {out}", flush=True)
+            self._say(f"exported Hugging Face model to {out}")
         return out
 
     def _save_tokenizer(self, checkpoint_dir) -> None:
         """A copy of the tokenizer beside the checkpoints (local or gs://), for generation."""
-        tok = self._tokenizer_path()
-        if tok and self._main:
+        tok = tokenizer_path(self.cfg)
+        if tok:
             src = Path(tok)
             files = [src] if src.is_file() else [p for p in src.iterdir() if p.is_file()]
             dst = checkpoint_dir / "tokenizer"
@@ -369,18 +431,30 @@ class Trainer:
                 name = "tokenizer.json" if src.is_file() else f.name
                 (dst / name).write_bytes(f.read_bytes())
 
-    def _on_sigterm(self, signum, frame) -> None:
-        self._stop_requested = True
+
+def _restore_signal_handlers(handlers: dict) -> None:
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
 
 
-def _in_main_thread() -> bool:
-    import threading
+class _Prefetcher:
+    """Host batches -> global arrays on the mesh, with the iterator state right after each batch
+    (what a checkpoint of the step that consumes the batch must record)."""
 
-    return threading.current_thread() is threading.main_thread()
+    def __init__(self, data: BatchIterator, sharding: NamedSharding):
+        self.data, self.sharding = data, sharding
+
+    def next(self) -> tuple[dict | None, dict | None]:
+        try:
+            host = next(self.data)
+        except StopIteration:
+            return None, None
+        state = self.data.get_state()
+        return {k: _as_global(v, self.sharding) for k, v in host.items()}, state
 
 
 def _as_global(x: Any, sharding: NamedSharding) -> jax.Array:
-    """Numpy host batches (single process) become arrays with the batch sharding."""
+    """Numpy host batches become arrays with the batch sharding (device_put is asynchronous)."""
     if isinstance(x, jax.Array):
         return x
     if jax.process_count() > 1:

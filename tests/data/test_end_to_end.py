@@ -111,8 +111,7 @@ def test_beam_commitpackft_and_instruction_mix(
     it = make_train_iterator(cfg, global_batch_size=2)
     texts = decoded_segments(list(it), tokenizer)
     want = [
-        f"Question: {r['subject']}\n{r['old_contents']}\n\nAnswer:\n{r['new_contents']}"
-        "<|endoftext|>"
+        f"Question: {r['subject']}\n{r['old_contents']}\n\nAnswer: {r['new_contents']}<|endoftext|>"
         for r in python
     ]
     assert sorted(texts) == sorted(want)

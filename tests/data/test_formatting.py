@@ -46,8 +46,8 @@ def test_instruction_examples_tokens_and_answer_mask(tmp_path, make_cfg, tokeniz
     ]
     path = data_helpers.write_jsonl(tmp_path / "x.jsonl", rows)
     texts = [
-        "Question: Write a function that adds.\n\nAnswer:\ndef add(a, b):\n    return a + b\n",
-        "Question: Explain a hash map.\n\nAnswer:\nA hash map stores keys.",
+        "Question: Write a function that adds.\n\nAnswer: def add(a, b):\n    return a + b\n",
+        "Question: Explain a hash map.\n\nAnswer: A hash map stores keys.",
     ]
     expected = {tuple(tokenizer(t, add_special_tokens=False)["input_ids"] + [0]) for t in texts}
     for loss_on in ("all", "answer"):
@@ -67,14 +67,18 @@ def test_instruction_examples_tokens_and_answer_mask(tmp_path, make_cfg, tokeniz
                 # the weighted targets are exactly the answer tokens and the EOS
                 assert set(np.unique(weights)) == {0.0, 1.0}
                 assert (np.diff(weights) >= 0).all()  # question first, then answer
-                answers.add(tokenizer.decode(targets[weights == 1].tolist()))
+                # a token straddling "Answer: d|ef" belongs to the answer: its leading space too
+                answers.add(tokenizer.decode(targets[weights == 1].tolist()).lstrip(" "))
         if loss_on == "answer":
             assert answers == {
                 "def add(a, b):\n    return a + b\n<|endoftext|>",
                 "A hash map stores keys.<|endoftext|>",
             }
             assert it.stats["loss_tokens"] == sum(
-                len(tokenizer(t[t.index("Answer:\n") + 8 :], add_special_tokens=False)["input_ids"])
+                sum(
+                    end > t.index("Answer: ") + 8
+                    for _, end in tokenizer(t, return_offsets_mapping=True)["offset_mapping"]
+                )
                 + 1
                 for t in texts
             )
@@ -83,7 +87,7 @@ def test_instruction_examples_tokens_and_answer_mask(tmp_path, make_cfg, tokeniz
 def test_commit_record_format_and_no_eos(tmp_path, make_cfg, tokenizer, data_helpers):
     rec = data_helpers.commit_record(3)
     write_tfrecord(tmp_path / "ft.tfrecord", [rec])
-    text = f"Question: {rec['subject']}\n{rec['old_contents']}\n\nAnswer:\n{rec['new_contents']}"
+    text = f"Question: {rec['subject']}\n{rec['old_contents']}\n\nAnswer: {rec['new_contents']}"
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     for append_eos, want in ((True, [*ids, 0]), (False, ids)):
         cfg = make_cfg(

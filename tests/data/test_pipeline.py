@@ -61,7 +61,7 @@ def expected_sequences(rows, tokenizer):
     return [
         tuple(
             tokenizer(
-                f"Question: {r['prompt']}\n\nAnswer:\n{r['completion']}", add_special_tokens=False
+                f"Question: {r['prompt']}\n\nAnswer: {r['completion']}", add_special_tokens=False
             )["input_ids"]
         )
         + (0,)

@@ -97,17 +97,3 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path, human
     assert third.returncode == 0
     for stage in ("tokenizer", "commitpack", "train", "evaluate"):
         assert f"{stage}: done earlier" in third.stdout
-
-
-def test_run_config_errors_name_the_problem(tmp_path):
-    from octojax.pipeline.config import load_run_config
-    from octojax.train.config import ConfigError
-
-    with pytest.raises(ConfigError, match="unknown section"):
-        load_run_config(None, ["bogus.key=1"])
-    bad = tmp_path / "run.yaml"
-    bad.write_text("evaluate: {tasks: [humanevalsynthesize], langs: [python]}\n")
-    with pytest.raises(ConfigError, match=r"run.yaml: evaluate: unknown key\(s\) \['langs'\]"):
-        load_run_config(bad)
-    cfg = load_run_config(None, ["train.train.steps=5"])
-    assert cfg["train"]["train"]["steps"] == 5 and cfg["evaluate"]["limit"] == 32

@@ -79,7 +79,7 @@ def test_loss_falls_on_the_real_instruction_mix(instruct_mix, mix_tokenizer, tmp
         tmp_path / "run",
         mix_tokenizer,
         [{"kind": "jsonl", "path": str(instruct_mix)}],
-        model={"preset": "smoke", "overrides": {"n_positions": seq_len}},
+        model={"preset": "smoke", "n_positions": seq_len},
         data={"seq_len": seq_len},
         optimizer=dict(
             lr=5e-3,
@@ -210,7 +210,7 @@ def test_beam_commits_and_mix_resume_exactly(
         {"kind": "commitpackft", "path": str(beam_commitpackft), "weight": 4.0},
         {"kind": "jsonl", "path": str(instruct_mix), "weight": 0.1},
     ]
-    model = {"overrides": {"n_positions": 256}}
+    model = {"n_positions": 256}
 
     def config(run_dir: Path, steps: int):
         return train_config(
