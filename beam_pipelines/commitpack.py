@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -37,6 +38,7 @@ from beam_pipelines.bigquery_query import DEFAULT_DATASET, build_commits_query
 from beam_pipelines.filters_ft import DEFAULT_SEED
 from beam_pipelines.git_mining import DEFAULT_MAX_FILE_BYTES
 from beam_pipelines.parsing import DEFAULT_MAX_RECORD_BYTES
+from beam_pipelines.publish import check_inputs, discard, existing_outputs, new_staging_dir, publish
 from beam_pipelines.sinks import (
     DEADLETTER_DIR,
     DEFAULT_RECORDS_PER_SHARD,
@@ -79,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     git = parser.add_argument_group("git source")
     git.add_argument("--repos", nargs="+", default=[], help="local paths or clone URLs")
     git.add_argument("--repos_file", help="file with one 'PATH_OR_URL [NAME]' per line")
-    git.add_argument("--revs", nargs="+", default=["HEAD"], help="revisions to mine (--all ok)")
+    git.add_argument(
+        "--revs",
+        nargs="+",
+        action="extend",
+        help="revisions to mine, as git log takes them (default HEAD; --all, --branches ok)",
+    )
     git.add_argument("--max_file_bytes", type=int, default=DEFAULT_MAX_FILE_BYTES)
     jsonl = parser.add_argument_group("jsonl source")
     jsonl.add_argument("--jsonl", nargs="+", default=[], help="file patterns (.jsonl, .jsonl.gz)")
@@ -125,23 +132,42 @@ def validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error("--records_per_shard must be positive")
 
 
-def prepare_output(output: str, overwrite: bool) -> None:
-    stats_path = FileSystems.join(output, STATS_NAME)
-    targets = [FileSystems.join(output, d) for d in (*STAGES, DEADLETTER_DIR)] + [stats_path]
-    existing = [t for t in targets if FileSystems.exists(t)]
+def refuse_existing_output(output: str, overwrite: bool) -> str | None:
+    """A message when ``output`` holds a dataset and ``--overwrite`` was not given (nothing is
+    deleted here: a successful run replaces the old outputs, see :mod:`beam_pipelines.publish`)."""
+    existing = existing_outputs(output)
     if existing and not overwrite:
-        raise SystemExit(
-            f"{output} already holds a dataset ({', '.join(existing)}); pass --overwrite"
-        )
-    if existing:
-        FileSystems.delete(existing)
+        return f"{output} already holds a dataset ({', '.join(existing)}); pass --overwrite"
+    return None
+
+
+_GIT_REV_OPTION = re.compile(r"^--(all|branches|tags|remotes|glob|exclude|not|reflog)(=.*)?$")
+
+
+def expand_revs(argv: Sequence[str]) -> list[str]:
+    """``--revs --all main`` -> ``--revs=--all --revs=main``: argparse would take git's own
+    options (``--all``, ``--branches=x``) for options of this command."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] != "--revs":
+            out.append(argv[i])
+            i += 1
+            continue
+        i += 1
+        revs = []
+        while i < len(argv) and (not argv[i].startswith("-") or _GIT_REV_OPTION.match(argv[i])):
+            revs.append(argv[i])
+            i += 1
+        out.extend([f"--revs={r}" for r in revs] or ["--revs"])
+    return out
 
 
 def read_source(pipeline: beam.Pipeline, args: argparse.Namespace) -> dict[str, Any]:
     """The source transform chosen by ``--source``: records, dead letters and events."""
     if args.source == "git":
         return pipeline | "Git" >> ReadGitRepositories(
-            read_repo_lines(args), args.revs, args.max_file_bytes
+            read_repo_lines(args), args.revs or ["HEAD"], args.max_file_bytes
         )
     if args.source == "jsonl":
         return pipeline | "Jsonl" >> ReadCommitPackJsonl(args.jsonl, args.max_record_bytes)
@@ -151,12 +177,12 @@ def read_source(pipeline: beam.Pipeline, args: argparse.Namespace) -> dict[str, 
     return pipeline | "BigQuery" >> ReadBigQueryCommits(query)
 
 
-def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
-    """Add every transform of a run to ``pipeline``."""
+def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, output: str) -> None:
+    """Add every transform of a run to ``pipeline``, writing under ``output``."""
     stages = ["commitpack"] + (["commitpackft"] if args.stage == "ft" else [])
     source = read_source(pipeline, args)
     commitpack = source["records"] | "CommitPack" >> CommitPackStage()
-    dead = [source[DEAD], commitpack[DEAD]]
+    dead = [source[DEAD]]
     events = [source[EVENTS], commitpack[EVENTS]]
     datasets = {"commitpack": commitpack["records"]}
     if args.stage == "ft":
@@ -167,12 +193,12 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
         events.append(commitpackft[EVENTS])
         datasets["commitpackft"] = commitpackft["records"]
     for stage, records in datasets.items():
-        stage_dir = FileSystems.join(args.output, stage)
+        stage_dir = FileSystems.join(output, stage)
         shards = records | f"Write_{stage}" >> WriteTFRecordDataset(
             stage_dir, stage, args.records_per_shard, args.split_by_language
         )
         shards | f"Manifest_{stage}" >> WriteManifest(stage_dir, stage, args.split_by_language)
-    dead | "AllDead" >> beam.Flatten() | "DeadLetters" >> WriteDeadLetters(args.output)
+    dead | "AllDead" >> beam.Flatten() | "DeadLetters" >> WriteDeadLetters(output)
     run_info = {
         "source": args.source,
         "stage": args.stage,
@@ -181,12 +207,11 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace) -> None:
         "records_per_shard": args.records_per_shard,
         "split_by_language": args.split_by_language,
     }
-    events | "AllEvents" >> beam.Flatten() | "Stats" >> WriteStats(args.output, stages, run_info)
+    events | "AllEvents" >> beam.Flatten() | "Stats" >> WriteStats(output, stages, run_info)
 
 
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
-    """Beam options from the leftover arguments; DirectRunner unless a runner is given
-    (Beam's default Prism runner downloads a binary and fails offline)."""
+    """Beam options from the leftover arguments; the runner defaults to the local one."""
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
@@ -194,9 +219,45 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     return options
 
 
-def summarise(stats: dict) -> str:
+def make_runner(options: PipelineOptions) -> Any:
+    """The runner to build the pipeline with. For ``DirectRunner`` (the default) that is Beam's
+    FnApiRunner itself: Beam's ``DirectRunner`` first tries the Prism runner, which downloads a
+    binary (and fails offline) before falling back to the same FnApiRunner. Other runners
+    (``DataflowRunner``, ...) are left to Beam (None)."""
+    if options.view_as(StandardOptions).runner not in ("DirectRunner", "FnApiRunner"):
+        return None
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
+
+
+def read_dead_letter_examples(output: str, limit: int = 1) -> dict[tuple[str, str], list[str]]:
+    """(stage, reason) -> up to ``limit`` example details from the dead-letter files."""
+    examples: dict[tuple[str, str], list[str]] = {}
+    pattern = FileSystems.join(output, DEADLETTER_DIR, "*.jsonl")
+    for meta in FileSystems.match([pattern])[0].metadata_list:
+        with FileSystems.open(meta.path) as fileobj:
+            for line in fileobj.read().decode("utf-8").splitlines():
+                dead = json.loads(line)
+                got = examples.setdefault((dead.get("stage", ""), dead["reason"]), [])
+                if len(got) < limit:
+                    where = dead.get("source", "")
+                    got.append(f"{where}: {dead.get('detail', '')}"[:300].replace("\n", " "))
+    return examples
+
+
+def summarise(stats: dict, examples: dict[tuple[str, str], list[str]] | None = None) -> str:
+    """The end-of-run summary: inputs, dead letters per reason (with an example), drops."""
     lines = [f"input: {stats['input']['total']} ({stats['input']['by_source']})"]
     lines.append(f"dead letters: {stats['dead_letter']['total']}")
+    for stage, block in stats["dead_letter"]["by_stage"].items():
+        for reason, n in block["by_reason"].items():
+            example = (examples or {}).get((stage, reason))
+            lines.append(f"  {stage}/{reason}: {n}" + (f" (e.g. {example[0]})" if example else ""))
     for stage in STAGES:
         if stage in stats:
             s = stats[stage]
@@ -208,26 +269,59 @@ def summarise(stats: dict) -> str:
     return "\n".join(lines)
 
 
+def _error(message: str) -> int:
+    """Print one ``error:`` line (what a script or a person reads first) and return 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _all_inputs_unreadable(stats: dict) -> bool:
+    """Nothing was read, and every source dead letter says the input could not be read."""
+    dead = stats["dead_letter"]["by_stage"]["source"]["by_reason"]
+    return stats["input"]["total"] == 0 and bool(dead) and set(dead) == {"repo_unreadable"}
+
+
+def run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    """Run the pipeline into a staging directory; publish it only if the run succeeded."""
+    options = pipeline_options(beam_args)
+    log.info("running with %s", options.view_as(StandardOptions).runner)
+    staging = new_staging_dir(args.output)
+    try:
+        with beam.Pipeline(runner=make_runner(options), options=options) as pipeline:
+            build_pipeline(pipeline, args, staging)
+        # `with` waits for the run; on Dataflow with a non-blocking launcher the stats appear later.
+        stats_path = FileSystems.join(staging, STATS_NAME)
+        if not FileSystems.exists(stats_path):
+            return _error(f"the run wrote no {STATS_NAME}; {args.output} left as it was")
+        with FileSystems.open(stats_path) as fileobj:
+            stats = json.loads(fileobj.read().decode("utf-8"))
+        log.info("done:\n%s", summarise(stats, read_dead_letter_examples(staging)))
+        if _all_inputs_unreadable(stats):
+            return _error(
+                f"no input could be read (see the dead letters above); {args.output} left as it was"
+            )
+        publish(staging, args.output)
+        return 0 if stats["accounting"]["ok"] else 1
+    finally:
+        discard(staging)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
     parser = build_parser()
+    argv = expand_revs(sys.argv[1:] if argv is None else list(argv))
     args, beam_args = parser.parse_known_args(argv)
     validate_args(parser, args)
-    prepare_output(args.output, args.overwrite)
-    options = pipeline_options(beam_args)
-    log.info("running with %s", options.view_as(StandardOptions).runner)
-    with beam.Pipeline(options=options) as pipeline:
-        build_pipeline(pipeline, args)
-    # `with` waits for the run; on Dataflow with a non-blocking launcher the stats appear later.
-    stats_path = FileSystems.join(args.output, STATS_NAME)
-    if FileSystems.exists(stats_path):
-        with FileSystems.open(stats_path) as fileobj:
-            stats = json.loads(fileobj.read().decode("utf-8"))
-        log.info("done:\n%s", summarise(stats))
-        return 0 if stats["accounting"]["ok"] else 1
-    return 0
+    refusal = refuse_existing_output(args.output, args.overwrite)
+    if refusal:
+        return _error(refusal)
+    inputs = read_repo_lines(args) if args.source == "git" else args.jsonl
+    problem = check_inputs(args.source, inputs)
+    if problem:
+        return _error(problem)
+    return run(args, beam_args)
 
 
 if __name__ == "__main__":

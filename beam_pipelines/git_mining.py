@@ -2,9 +2,11 @@
 
 One ``git log --raw -M -z`` stream lists every commit with its parents, message and changed files
 (status, modes, blob ids, paths, renames detected); one long-lived ``git cat-file --batch`` process
-reads the parent/child blobs. Contents are read only for commits that change exactly one regular
-file in place (the only ones CommitPack can keep); every other commit is still emitted, with its
-structure in ``_parents``/``_changes``, so the filters drop it for the right reason.
+reads the parent/child blobs. Contents are read only for commits with exactly one regular file
+modified in place, whatever else they add, delete or rename (the only ones CommitPack can keep);
+every other commit is still emitted, with its structure in ``_parents``/``_changes``, so the
+filters drop it for the right reason. Each record also carries ``_repo_languages`` (the languages
+of the files at HEAD) for CommitPack's repository-language rule.
 
 Why the CLI and not a library: git itself is the reference for rename detection and object reading,
 is installed everywhere Beam workers run, and streaming two processes is faster than GitPython
@@ -28,6 +30,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from beam_pipelines.languages import repo_languages
 from beam_pipelines.licenses import LICENSE_FILE_RE, detect_license, license_file_priority
 from beam_pipelines.schema import subject_of
 
@@ -120,6 +123,13 @@ def detect_repo_license(repo: str, rev: str = "HEAD") -> str | None:
         if spdx is not None:
             return spdx
     return None
+
+
+def repo_tree_languages(repo: str, rev: str = "HEAD") -> frozenset[str]:
+    """Languages of the files in ``rev``'s tree: our stand-in for the GitHub ``languages`` table
+    that CommitPack's SQL joins on (sql_1_commits_table_base.sql)."""
+    names = _run_git(repo, "ls-tree", "-r", "--name-only", "-z", rev).split(b"\0")
+    return frozenset(repo_languages(n.decode("utf-8", "replace") for n in names if n))
 
 
 class BlobReader:
@@ -259,6 +269,29 @@ def _decode_text(data: bytes) -> str | None:
         return None
 
 
+REGULAR_MODES = ("100644", "100755")
+
+
+def _read_contents(
+    record: dict, change: dict, repo: RepoSpec, sha: str, blobs: BlobReader, max_file_bytes: int
+) -> dict | None:
+    """Fill ``old_contents``/``new_contents`` of ``record`` from ``change``'s blobs; a dead
+    letter (oversize, binary, not UTF-8) instead when a side cannot be a text record."""
+    path = change["new_path"]
+    for side in ("old", "new"):
+        content, size = blobs.read(change[f"{side}_sha"], max_file_bytes)
+        if content is None:
+            detail = f"{side} contents are {size} bytes (limit {max_file_bytes})"
+            return _dead("oversize", repo, sha, detail, path)
+        if b"\0" in content[:BINARY_SNIFF_BYTES]:
+            return _dead("binary", repo, sha, f"{side} contents are binary", path)
+        text = _decode_text(content)
+        if text is None:
+            return _dead("invalid_utf8", repo, sha, f"{side} contents not UTF-8", path)
+        record[f"{side}_contents"] = text
+    return None
+
+
 def _commit_outcome(
     repo: RepoSpec,
     sha: str,
@@ -268,6 +301,7 @@ def _commit_outcome(
     license_id: str,
     blobs: BlobReader,
     max_file_bytes: int,
+    repo_languages: frozenset[str] | None = None,
 ) -> tuple[str, dict]:
     message = _decode_text(message_bytes)
     if message is None:
@@ -279,10 +313,12 @@ def _commit_outcome(
         if old_path is None or new_path is None:
             return "dead", _dead("invalid_utf8", repo, sha, "file path is not UTF-8")
         decoded_changes.append({**change, "old_path": old_path, "new_path": new_path})
+    in_place = [c for c in decoded_changes if c["status"] in ("M", "T")]
+    main = in_place[0] if in_place else (decoded_changes[0] if decoded_changes else None)
     record = {
         "commit": sha,
-        "old_file": decoded_changes[0]["old_path"] if decoded_changes else "",
-        "new_file": decoded_changes[0]["new_path"] if decoded_changes else "",
+        "old_file": main["old_path"] if main else "",
+        "new_file": main["new_path"] if main else "",
         "old_contents": "",
         "new_contents": "",
         "subject": subject_of(message),
@@ -296,32 +332,22 @@ def _commit_outcome(
             for c in decoded_changes
         ],
     }
-    single_modification = (
+    if repo_languages is not None:
+        record["_repo_languages"] = repo_languages
+    # CommitPack keeps commits with exactly one file modified in place (sql_5.sql), whatever
+    # else they add, delete or rename: only those need contents.
+    keepable = (
         len(parents) <= 1
-        and len(decoded_changes) == 1
-        and decoded_changes[0]["status"] == "M"
-        and decoded_changes[0]["old_mode"] in ("100644", "100755")
-        and decoded_changes[0]["new_mode"] in ("100644", "100755")
+        and len(in_place) == 1
+        and main is not None
+        and main["status"] == "M"
+        and main["old_mode"] in REGULAR_MODES
+        and main["new_mode"] in REGULAR_MODES
     )
-    if single_modification:
-        change = decoded_changes[0]
-        path = change["new_path"]
-        for side in ("old", "new"):
-            content, size = blobs.read(change[f"{side}_sha"], max_file_bytes)
-            if content is None:
-                return "dead", _dead(
-                    "oversize",
-                    repo,
-                    sha,
-                    f"{side} contents are {size} bytes (limit {max_file_bytes})",
-                    path,
-                )
-            if b"\0" in content[:BINARY_SNIFF_BYTES]:
-                return "dead", _dead("binary", repo, sha, f"{side} contents are binary", path)
-            text = _decode_text(content)
-            if text is None:
-                return "dead", _dead("invalid_utf8", repo, sha, f"{side} contents not UTF-8", path)
-            record[f"{side}_contents"] = text
+    if keepable:
+        dead = _read_contents(record, main, repo, sha, blobs, max_file_bytes)
+        if dead is not None:
+            return "dead", dead
     return "commit", record
 
 
@@ -339,6 +365,7 @@ def mine_local_repository(
         log.info("%s: no commits", repo.name)
         return
     license_id = detect_repo_license(path) or ""
+    languages = repo_tree_languages(path)
     blobs = BlobReader(path)
     count = 0
     start = time.monotonic()
@@ -346,7 +373,7 @@ def mine_local_repository(
         for chunk in _iter_log_chunks(path, revs):
             sha, parents, message, changes = _parse_chunk(chunk)
             yield _commit_outcome(
-                repo, sha, parents, message, changes, license_id, blobs, max_file_bytes
+                repo, sha, parents, message, changes, license_id, blobs, max_file_bytes, languages
             )
             count += 1
             if count % PROGRESS_EVERY == 0:

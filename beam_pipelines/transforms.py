@@ -1,9 +1,14 @@
 """Apache Beam transforms: sources, the CommitPack and CommitPackFT stages, deduplication.
 
 Every transform returns a dict of PCollections: ``records`` (what goes on), ``dead`` (dead-letter
-dicts) and ``events`` (``(event, count)`` pairs, see :mod:`beam_pipelines.stats`). Drops and dead letters
-are also Beam metrics counters in namespace ``commitpack`` (``<stage>.dropped.<reason>``,
-``<stage>.dead.<reason>``, ``<stage>.kept``, ``source.input``), visible in the Dataflow UI.
+dicts) and ``events`` (``(event, count)`` pairs, see :mod:`beam_pipelines.stats`).
+
+Few elements, few stages: each source DoFn also applies CommitPack's per-commit rules, so a
+dropped commit never becomes an element (one repository is one element; mining, parsing and
+filtering run in one DoFn), and every DoFn counts its events per bundle and emits one
+``(event, count)`` pair each at the end of the bundle. The same counts become Beam metrics
+counters in namespace ``commitpack`` (``<stage>.dropped.<reason>``, ``<stage>.dead.<reason>``,
+``<stage>.kept``, ``source.input``), incremented once per bundle, visible in the Dataflow UI.
 """
 
 from __future__ import annotations
@@ -67,28 +72,64 @@ class _CountingDoFn(beam.DoFn):
 
     def finish_bundle(self):
         for event, n in self._events.items():
+            name = _metric_name(event)
+            if name is not None:
+                Metrics.counter(NAMESPACE, name).inc(n)
             yield beam.pvalue.TaggedOutput(
                 EVENTS, WindowedValue((event, n), MIN_TIMESTAMP, [GlobalWindow()])
             )
         self._events = Counter()
 
 
-def _counter(name: str):
-    return Metrics.counter(NAMESPACE, name)
+def _metric_name(event: tuple[str, ...]) -> str | None:
+    """The Beam counter of an event (``commitpack.dropped.multi_file``, ``source.input``), or
+    None for the per-language/license events (stats.json only)."""
+    kind = event[0]
+    if kind == "input":
+        return "source.input"
+    if kind in ("dead", "dropped"):
+        return f"{event[1]}.{kind}.{event[2]}"
+    if kind == "kept":
+        return f"{event[1]}.kept"
+    return None
 
 
 def _emit_dead(fn: _CountingDoFn, stage: str, dead: dict[str, Any]) -> Iterable:
     dead = {"stage": stage, **dead}
-    _counter(f"{stage}.dead.{dead['reason']}").inc()
     fn._event(("dead", stage, dead["reason"]))
     yield beam.pvalue.TaggedOutput(DEAD, dead)
 
 
-# --- sources --------------------------------------------------------------------------------------
+# --- sources (each fused with CommitPack's per-commit rules) -------------------------------------
+
+
+def _commitpack_filter(fn: _CountingDoFn, record: dict[str, Any]) -> Iterable:
+    """CommitPack's per-commit rules inside a source DoFn: yields the schema record when it is
+    kept; a drop is only counted (most mined commits are dropped: no element is made for them)."""
+    try:
+        record = cp.with_language(record)
+        reason = cp.commitpack_drop_reason(record)
+    except Exception as err:  # a bug must not lose the record: dead-letter it
+        yield from _emit_dead(fn, "commitpack", _internal_error("commitpack", record, err))
+        return
+    if reason is not None:
+        fn._event(("dropped", "commitpack", reason))
+        return
+    yield {f: record[f] for f in FIELDS}
+
+
+def _internal_error(stage: str, record: dict[str, Any], err: Exception) -> dict[str, Any]:
+    return dead_letter(
+        "internal_error",
+        f"{stage}:{record.get('commit', '')}",
+        f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}",
+        record={k: record.get(k) for k in ("commit", "repos", "new_file")},
+    )
 
 
 class MineRepoFn(_CountingDoFn):
-    """Repository spec line -> raw commit records (+ dead letters)."""
+    """Repository spec line -> CommitPack candidates (+ dead letters): mining and CommitPack's
+    per-commit rules in one DoFn, one repository per element."""
 
     def __init__(self, revs: Sequence[str], max_file_bytes: int):
         self.revs = tuple(revs)
@@ -98,17 +139,16 @@ class MineRepoFn(_CountingDoFn):
         spec = RepoSpec.parse(spec_line)
         progress = _Progress(f"git {spec.name}")
         for kind, payload in mine_repository(spec, self.revs, self.max_file_bytes):
-            _counter("source.input").inc()
             self._event(("input", "git"))
             progress.tick()
             if kind == "commit":
-                yield payload
+                yield from _commitpack_filter(self, payload)
             else:
                 yield from _emit_dead(self, "source", payload)
 
 
 class ParseJsonlFn(_CountingDoFn):
-    """(file name, raw line bytes) -> record (+ dead letters)."""
+    """(file name, raw line bytes) -> CommitPack candidate (+ dead letters)."""
 
     def __init__(self, max_record_bytes: int):
         self.max_record_bytes = max_record_bytes
@@ -118,29 +158,27 @@ class ParseJsonlFn(_CountingDoFn):
 
     def process(self, item: tuple[str, bytes]):
         filename, line = item
-        _counter("source.input").inc()
         self._event(("input", "jsonl"))
         self.progress.tick()
         kind, payload = parse_jsonl_line(line, filename, self.max_record_bytes)
         if kind == "record":
-            yield payload
+            yield from _commitpack_filter(self, payload)
         else:
             yield from _emit_dead(self, "source", payload)
 
 
 class ParseBigQueryRowFn(_CountingDoFn):
-    """BigQuery row dict -> record (+ dead letters)."""
+    """BigQuery row dict -> CommitPack candidate (+ dead letters)."""
 
     def setup(self):
         self.progress = _Progress("bigquery")
 
     def process(self, row: dict[str, Any]):
-        _counter("source.input").inc()
         self._event(("input", "bigquery"))
         self.progress.tick()
         kind, payload = bigquery_row_to_outcome(row)
         if kind == "record":
-            yield payload
+            yield from _commitpack_filter(self, payload)
         else:
             yield from _emit_dead(self, "source", payload)
 
@@ -166,8 +204,9 @@ class ReadGitRepositories(beam.PTransform):
     def expand(self, pbegin):
         mined = (
             pbegin
-            | "RepoList" >> beam.Create(self.repo_lines)
-            | "SpreadRepos" >> beam.Reshuffle()
+            | "RepoList" >> beam.Create([(line, None) for line in self.repo_lines])
+            | "SpreadRepos" >> beam.GroupByKey()  # one repository per key: spread over workers
+            | "RepoLine" >> beam.Keys()
             | "Mine"
             >> beam.ParDo(MineRepoFn(self.revs, self.max_file_bytes)).with_outputs(
                 DEAD, EVENTS, main=None
@@ -217,86 +256,24 @@ class ReadBigQueryCommits(beam.PTransform):
         return _split(parsed)
 
 
-# --- CommitPack -------------------------------------------------------------------------------------
-
-
-class CommitPackFilterFn(_CountingDoFn):
-    """Raw record -> schema record with ``lang`` (kept) or a drop event."""
-
-    STAGE = "commitpack"
-
-    def setup(self):
-        self.progress = _Progress("commitpack filters")
-
-    def process(self, record: dict[str, Any]):
-        self.progress.tick()
-        try:
-            record = cp.with_language(record)
-            reason = cp.commitpack_drop_reason(record)
-        except Exception as err:  # a bug must not lose the record: dead-letter it
-            yield from _emit_dead(
-                self,
-                self.STAGE,
-                dead_letter(
-                    "internal_error",
-                    f"commitpack:{record.get('commit', '')}",
-                    f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}",
-                    record={k: record.get(k) for k in ("commit", "repos", "new_file")},
-                ),
-            )
-            return
-        if reason is not None:
-            _counter(f"{self.STAGE}.dropped.{reason}").inc()
-            self._event(("dropped", self.STAGE, reason))
-            return
-        yield {f: record[f] for f in FIELDS}
-
-
-class MergeDuplicatesFn(beam.CombineFn):
-    """Combine records with one dedup key: the merged record and how many were merged."""
-
-    def create_accumulator(self):
-        return (None, set(), 0)
-
-    def add_input(self, acc, record):
-        best, repos, n = acc
-        repos = set(repos)
-        repos.update(r for r in record["repos"].split(",") if r)
-        if best is None or _rank(record) < _rank(best):
-            best = record
-        return (best, repos, n + 1)
-
-    def merge_accumulators(self, accs):
-        best, repos, n = None, set(), 0
-        for b, r, k in accs:
-            repos |= r
-            n += k
-            if b is not None and (best is None or _rank(b) < _rank(best)):
-                best = b
-        return (best, repos, n)
-
-    def extract_output(self, acc):
-        best, repos, n = acc
-        merged = dict(best)
-        merged["repos"] = ",".join(sorted(repos))
-        return merged, n
-
-
-def _rank(record: dict[str, str]) -> tuple[str, str, str]:
-    return (record["repos"], record["old_file"], record["new_file"])
+# --- CommitPack: deduplication and the opt-out list ------------------------------------------
 
 
 class CountKeptFn(_CountingDoFn):
-    """(key, (merged record, group size)) -> the record; counts kept and duplicates."""
+    """(key, records with that key) -> one merged record; counts duplicates, applies the opt-out
+    list to the merged ``repos`` (as the reference does, after deduplication), counts kept."""
 
     STAGE = "commitpack"
 
     def process(self, item):
-        _key, (record, n) = item
+        _key, group = item
+        group = list(group)
+        record, n = cp.merge_duplicates(group), len(group)
         if n > 1:
-            _counter(f"{self.STAGE}.dropped.duplicate").inc(n - 1)
             self._events[("dropped", self.STAGE, "duplicate")] += n - 1
-        _counter(f"{self.STAGE}.kept").inc()
+        if cp.is_opted_out(record):
+            self._event(("dropped", self.STAGE, "opted_out"))
+            return
         self._event(("kept", self.STAGE))
         self._event(("kept_lang", self.STAGE, record["lang"]))
         self._event(("kept_license", self.STAGE, record["license"]))
@@ -304,27 +281,25 @@ class CountKeptFn(_CountingDoFn):
 
 
 class CommitPackStage(beam.PTransform):
-    """Raw records -> CommitPack records (filters, language, deduplication)."""
+    """CommitPack candidates (from a source) -> CommitPack records: deduplication by (commit,
+    subject, message, license) with ``repos`` merged, then the opt-out list."""
 
     def expand(self, records):
-        filtered = records | "Filter" >> beam.ParDo(CommitPackFilterFn()).with_outputs(
-            DEAD, EVENTS, main=None
-        )
         deduped = (
-            filtered[None]
+            records
             | "KeyForDedup" >> beam.Map(lambda r: (cp.dedup_key(r), r))
-            | "MergeDuplicates" >> beam.CombinePerKey(MergeDuplicatesFn())
+            | "GroupDuplicates" >> beam.GroupByKey()
             | "CountKept" >> beam.ParDo(CountKeptFn()).with_outputs(EVENTS, main=None)
         )
-        events = (filtered[EVENTS], deduped[EVENTS]) | "FlattenEvents" >> beam.Flatten()
-        return {"records": deduped[None], DEAD: filtered[DEAD], EVENTS: events}
+        return {"records": deduped[None], EVENTS: deduped[EVENTS]}
 
 
 # --- CommitPackFT ---------------------------------------------------------------------------------
 
 
 class FTFilterFn(_CountingDoFn):
-    """CommitPack record -> CommitPackFT record (cleaned subject) or a drop event."""
+    """CommitPack record -> (content key, CommitPackFT record with the cleaned subject), or a
+    counted drop."""
 
     STAGE = "commitpackft"
 
@@ -335,39 +310,44 @@ class FTFilterFn(_CountingDoFn):
     def setup(self):
         from beam_pipelines.tokenization import TokenCounter
 
-        self.counter = TokenCounter(self.tokenizer_path)
+        counter = TokenCounter(self.tokenizer_path)
+        self.count = lambda old, new: counter.count_pair(old, new, ft.MAX_TOKENS)
         self.progress = _Progress("commitpackft filters")
 
     def process(self, record: dict[str, str]):
         self.progress.tick()
         try:
-            decision = ft.ft_decide(record, self.counter.count_pair, self.seed)
+            decision = ft.ft_decide(record, self.count, self.seed)
         except Exception as err:
-            yield from _emit_dead(
-                self,
-                self.STAGE,
-                dead_letter(
-                    "internal_error",
-                    f"commitpackft:{record.get('commit', '')}",
-                    f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}",
-                    record={k: record.get(k) for k in ("commit", "repos", "new_file")},
-                ),
-            )
+            yield from _emit_dead(self, self.STAGE, _internal_error(self.STAGE, record, err))
             return
         if decision.reason is not None:
-            _counter(f"{self.STAGE}.dropped.{decision.reason}").inc()
             self._event(("dropped", self.STAGE, decision.reason))
             return
-        out = decision.record
-        _counter(f"{self.STAGE}.kept").inc()
+        out = {f: decision.record[f] for f in FIELDS}
+        yield ft.content_key(out), out
+
+
+class CountFTKeptFn(CountKeptFn):
+    """(content key, records with that key) -> the one with the smallest commit id; counts the
+    others as ``duplicate_content``."""
+
+    STAGE = "commitpackft"
+
+    def process(self, item):
+        _key, group = item
+        group = list(group)
+        record, n = min(group, key=lambda r: r["commit"]), len(group)
+        if n > 1:
+            self._events[("dropped", self.STAGE, "duplicate_content")] += n - 1
         self._event(("kept", self.STAGE))
-        self._event(("kept_lang", self.STAGE, out["lang"]))
-        self._event(("kept_license", self.STAGE, out["license"]))
-        yield {f: out[f] for f in FIELDS}
+        self._event(("kept_lang", self.STAGE, record["lang"]))
+        self._event(("kept_license", self.STAGE, record["license"]))
+        yield record
 
 
 class CommitPackFTStage(beam.PTransform):
-    """CommitPack records -> CommitPackFT records."""
+    """CommitPack records -> CommitPackFT records (the rules, then content deduplication)."""
 
     def __init__(self, tokenizer_path: str, seed: int = ft.DEFAULT_SEED):
         super().__init__()
@@ -375,7 +355,13 @@ class CommitPackFTStage(beam.PTransform):
         self.seed = seed
 
     def expand(self, records):
-        out = records | "FTFilter" >> beam.ParDo(
+        filtered = records | "FTFilter" >> beam.ParDo(
             FTFilterFn(self.tokenizer_path, self.seed)
         ).with_outputs(DEAD, EVENTS, main=None)
-        return {"records": out[None], DEAD: out[DEAD], EVENTS: out[EVENTS]}
+        kept = (
+            filtered[None]
+            | "ContentDedup" >> beam.GroupByKey()
+            | "CountFTKept" >> beam.ParDo(CountFTKeptFn()).with_outputs(EVENTS, main=None)
+        )
+        events = (filtered[EVENTS], kept[EVENTS]) | "FTEvents" >> beam.Flatten()
+        return {"records": kept[None], DEAD: filtered[DEAD], EVENTS: events}
