@@ -17,6 +17,7 @@ from flax import nnx
 
 from octojax.model.gptbigcode import GPTBigCode
 from octojax.sharding import constrain
+from octojax.train.loss import cross_entropy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,9 @@ class StepSpec:
     graphdef: nnx.GraphDef
     lora_scale: float | None  # None: full fine-tuning (trainable = all params)
     num_micro_batches: int = 1
+    # cross-entropy over chunks of this many positions (octojax/train/loss.py): None = auto
+    # (chunked for vocabularies >= 16k), 0 = plain full-logits loss
+    loss_chunk: int | None = None
 
 
 def token_losses(
@@ -34,8 +38,13 @@ def token_losses(
     batch: dict[str, jax.Array],
     lora: dict | None = None,
     lora_scale: float = 1.0,
+    *,
+    loss_chunk: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """(sum of weighted token cross-entropies, sum of weights) for one (micro-)batch."""
+    """(sum of weighted token cross-entropies, sum of weights) for one (micro-)batch.
+
+    The logits are never materialised whole when the loss is chunked (see octojax/train/loss.py).
+    """
     model: GPTBigCode = nnx.merge(graphdef, params)
     h_BTD, _ = model.hidden_states(
         batch["inputs"],
@@ -44,10 +53,14 @@ def token_losses(
         lora=lora,
         lora_scale=lora_scale,
     )
-    logits_BTV = model.logits(h_BTD).astype(jnp.float32)
-    ce_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, batch["targets"])
-    w_BT = batch["loss_weights"].astype(jnp.float32)
-    return jnp.sum(ce_BT * w_BT), jnp.sum(w_BT)
+    return cross_entropy(
+        h_BTD,
+        batch["targets"],
+        batch["loss_weights"],
+        model.logits,
+        loss_chunk=loss_chunk,
+        vocab_size=model.cfg.vocab_size,
+    )
 
 
 def _split_micro(x_BT: jax.Array, n: int) -> jax.Array:
@@ -65,9 +78,12 @@ def make_train_step(
 
     def loss_and_grad(trainable, frozen, batch):
         def f(trainable, micro):
+            chunk = spec.loss_chunk
             if spec.lora_scale is None:
-                return token_losses(spec.graphdef, trainable, micro)
-            return token_losses(spec.graphdef, frozen, micro, trainable, spec.lora_scale)
+                return token_losses(spec.graphdef, trainable, micro, loss_chunk=chunk)
+            return token_losses(
+                spec.graphdef, frozen, micro, trainable, spec.lora_scale, loss_chunk=chunk
+            )
 
         grad_fn = jax.value_and_grad(lambda t, m: f(t, m), has_aux=True)
         if spec.num_micro_batches == 1:
