@@ -44,11 +44,13 @@ def known_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input (reported in one line), not a bug in octojax."""
     from octojax.config import ConfigError
     from octojax.convert.hf_checkpoint import CheckpointError
+    from octojax.convert.octojax_checkpoint import UnreadableCheckpoint
     from octojax.convert.safetensors_io import SafetensorsError
     from octojax.data.sources import BadRecordError
 
     return (
-        ConfigError, CheckpointError, SafetensorsError, BadRecordError, FileNotFoundError,
+        ConfigError, CheckpointError, UnreadableCheckpoint, SafetensorsError, BadRecordError,
+        FileNotFoundError,
         NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError,
         UnicodeDecodeError, json.JSONDecodeError,
     )  # fmt: skip

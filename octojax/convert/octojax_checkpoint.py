@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import jax
@@ -17,6 +18,7 @@ import orbax.checkpoint as ocp
 from octojax.model.config import ModelConfig
 
 CONFIG_FILE = "model_config.json"
+log = logging.getLogger(__name__)
 
 
 def save_params(out_dir: str | Path, cfg: ModelConfig, params: dict) -> Path:
@@ -30,30 +32,36 @@ def save_params(out_dir: str | Path, cfg: ModelConfig, params: dict) -> Path:
     return out_dir
 
 
-def find_params_dir(path: str | Path) -> tuple[Path, Path]:
-    """(params directory, model_config.json) for a params checkpoint, a training step or run dir."""
+class UnreadableCheckpoint(ValueError):
+    """No readable parameters at a checkpoint path (every candidate step failed to restore)."""
+
+
+def params_candidates(path: str | Path) -> list[tuple[Path, Path]]:
+    """[(params directory, model_config.json)] for a params checkpoint, a training step, or a
+    training run (its steps newest first, so a reader can fall back to an older good one)."""
     path = Path(path).absolute()
     if (path / "params").is_dir() and (path / CONFIG_FILE).exists():
-        return path / "params", path / CONFIG_FILE
+        return [(path / "params", path / CONFIG_FILE)]
     # a training run: <run>/checkpoints/<step>/params, model_config.json in <run>/checkpoints
     for root in (path, path / "checkpoints"):
-        steps = (
-            sorted(
-                (int(p.name), p)
-                for p in root.glob("*")
-                if p.name.isdigit() and (p / "params").is_dir()
-            )
-            if root.is_dir()
-            else []
+        if not root.is_dir() or not (root / CONFIG_FILE).exists():
+            continue
+        steps = sorted(
+            (int(p.name), p) for p in root.glob("*") if p.name.isdigit() and (p / "params").is_dir()
         )
-        if steps and (root / CONFIG_FILE).exists():
-            return steps[-1][1] / "params", root / CONFIG_FILE
+        if steps:
+            return [(p / "params", root / CONFIG_FILE) for _, p in reversed(steps)]
     if (path / "params").is_dir() and (path.parent / CONFIG_FILE).exists():
-        return path / "params", path.parent / CONFIG_FILE
+        return [(path / "params", path.parent / CONFIG_FILE)]
     raise FileNotFoundError(
         f"{path}: not an octojax checkpoint (expected params/ and {CONFIG_FILE}, or a training "
         "run's checkpoints/<step>/params)"
     )
+
+
+def find_params_dir(path: str | Path) -> tuple[Path, Path]:
+    """(params directory, model_config.json) of the newest candidate (see params_candidates)."""
+    return params_candidates(path)[0]
 
 
 def load_config(path: str | Path) -> ModelConfig:
@@ -62,33 +70,44 @@ def load_config(path: str | Path) -> ModelConfig:
     try:
         return ModelConfig(**json.loads(cfg_file.read_text()))
     except (json.JSONDecodeError, TypeError) as e:
-        raise ValueError(f"{cfg_file}: not a valid octojax model config ({e})") from None
+        raise UnreadableCheckpoint(f"{cfg_file}: not a valid octojax model config ({e})") from None
 
 
 def load_params(
     path: str | Path, *, shardings: dict | None = None, dtype: str | None = None
 ) -> tuple[ModelConfig, dict]:
-    """Restore (config, params); `shardings` (same tree as params) places them onto a mesh."""
-    params_dir, _ = find_params_dir(path)
+    """Restore (config, params) from the newest readable step; `shardings` (same tree as params)
+    places them onto a mesh. An unreadable step is reported and the one before it is used."""
     cfg = load_config(path)
+    failures = []
+    for params_dir, _ in params_candidates(path):
+        try:
+            params = _restore(params_dir, shardings, dtype)
+        except Exception as e:  # orbax/tensorstore raise many types for damaged files
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            failures.append(f"{params_dir}: {type(e).__name__}: {first}")
+            log.warning(
+                "cannot restore %s (%s); trying an older step if there is one", params_dir, first
+            )
+            continue
+        if failures:
+            print(f"[octojax] {len(failures)} newer checkpoint(s) unreadable; using {params_dir}")
+        return cfg, params
+    raise UnreadableCheckpoint(f"{path}: no readable parameters ({'; '.join(failures)})")
+
+
+def _restore(params_dir: Path, shardings: dict | None, dtype: str | None) -> dict:
     ckptr = ocp.StandardCheckpointer()
     meta = ckptr.metadata(params_dir)
     tree = getattr(meta, "item_metadata", meta)
     tree = getattr(tree, "tree", tree)
 
     def target(m, s=None):
-        dt = dtype or m.dtype
-        return jax.ShapeDtypeStruct(m.shape, dt, sharding=s)
+        return jax.ShapeDtypeStruct(m.shape, dtype or m.dtype, sharding=s)
 
     if shardings is None:
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         abstract = jax.tree.map(lambda m: target(m, device), tree)
     else:
         abstract = jax.tree.map(target, tree, shardings)
-    try:
-        params = ckptr.restore(params_dir, abstract)
-    except Exception as e:  # orbax raises many types; name the directory
-        raise ValueError(
-            f"{params_dir}: cannot restore parameters ({type(e).__name__}: {e})"
-        ) from e
-    return cfg, params
+    return ckptr.restore(params_dir, abstract)

@@ -184,6 +184,75 @@ def block_forward(
     return x_BTD, cache_kv
 
 
+def attention_context(
+    shape_BT: tuple[int, int],
+    segment_ids_BT: jax.Array | None,
+    positions_BT: jax.Array | None,
+    cache: KVCache | None,
+) -> tuple[AttentionContext, jax.Array]:
+    """The AttentionContext of a forward call and its position ids (defaults: one segment per
+    row, positions restarting per segment, offset by the cache index when decoding)."""
+    B, T = shape_BT
+    causal_only = segment_ids_BT is None and cache is None
+    if segment_ids_BT is None:
+        segment_ids_BT = jnp.ones((B, T), jnp.int32)
+    if positions_BT is None:
+        positions_BT = positions_from_segments(segment_ids_BT)
+        if cache is not None:
+            positions_BT = positions_BT + cache.index
+    q_index_BT = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
+    cache_segment_BS = None
+    if cache is not None:
+        q_index_BT = q_index_BT + cache.index
+        cache_segment_BS = jax.lax.dynamic_update_slice(
+            cache.segment_BS, segment_ids_BT.astype(jnp.int32), (0, cache.index)
+        )
+    ctx = AttentionContext(
+        q_index_BT=q_index_BT,
+        q_segment_BT=segment_ids_BT,
+        cache_segment_BS=cache_segment_BS,
+        cache_index=None if cache is None else cache.index,
+        causal_only=causal_only,
+    )
+    return ctx, positions_BT
+
+
+def run_layers(
+    cfg: ModelConfig,
+    params: dict,
+    x_BTD: jax.Array,
+    ctx: AttentionContext,
+    cache_kv: tuple[jax.Array, jax.Array] | None,
+    lora: dict | None,
+    lora_scale: float,
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+    """Every block over x (a lax.scan over the stacked layers, or unrolled), with remat and LoRA
+    merged per layer; returns x and the updated stacked K/V cache (None without a cache)."""
+
+    def layer(x_BTD, xs):
+        p, ck, cv, lora_l = xs
+        if lora_l is not None:
+            p = merge_layer(p, lora_l, lora_scale)
+        x_BTD, kv = block_forward(cfg, p, x_BTD, ctx, None if ck is None else (ck, cv))
+        return x_BTD, (None, None) if kv is None else kv
+
+    if cfg.remat != "none":
+        layer = jax.checkpoint(
+            layer, policy=_REMAT_POLICIES[cfg.remat], prevent_cse=not cfg.scan_layers
+        )
+    xs = (params, *(cache_kv or (None, None)), lora)
+    if cfg.scan_layers:
+        x_BTD, (new_k, new_v) = jax.lax.scan(layer, x_BTD, xs)
+    else:
+        ks, vs = [], []
+        for i in range(cfg.n_layer):
+            x_BTD, (ck, cv) = layer(x_BTD, jax.tree.map(lambda a, i=i: a[i], xs))
+            ks.append(ck)
+            vs.append(cv)
+        new_k, new_v = (None, None) if cache_kv is None else (jnp.stack(ks), jnp.stack(vs))
+    return x_BTD, None if cache_kv is None else (new_k, new_v)
+
+
 class GPTBigCode(nnx.Module):
     """StarCoder decoder: token + learned position embeddings, n_layer blocks, tied output."""
 
@@ -216,70 +285,22 @@ class GPTBigCode(nnx.Module):
         lora: adapters from octojax.model.lora (merged into each layer inside the scan).
         """
         cfg = self.cfg
-        dt = jnp.dtype(cfg.dtype)
-        B, T = tokens_BT.shape
-        causal_only = segment_ids_BT is None and cache is None
-        if segment_ids_BT is None:
-            segment_ids_BT = jnp.ones((B, T), jnp.int32)
-        if positions_BT is None:
-            positions_BT = positions_from_segments(segment_ids_BT)
-            if cache is not None:
-                positions_BT = positions_BT + cache.index
-        q_index_BT = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
-
+        ctx, positions_BT = attention_context(tokens_BT.shape, segment_ids_BT, positions_BT, cache)
         # Gather from tables whose embed dimension is whole on every device (an all-gather over
         # fsdp), so the partitioner never has to reshard a gather output between mesh layouts.
+        dt = jnp.dtype(cfg.dtype)
         wte_VD = constrain(self.wte[...], ("vocab", None))
         wpe_PD = constrain(self.wpe[...], (None, None))
         x_BTD = wte_VD[tokens_BT].astype(dt) + wpe_PD[positions_BT].astype(dt)
         x_BTD = constrain(x_BTD, ("batch", "length", "act_embed"))
         params = nnx.to_pure_dict(nnx.state(self.blocks, nnx.Param))
-
-        if cache is not None:
-            q_index_BT = q_index_BT + cache.index
-            cache_segment_BS = jax.lax.dynamic_update_slice(
-                cache.segment_BS, segment_ids_BT.astype(jnp.int32), (0, cache.index)
-            )
-        else:
-            cache_segment_BS = None
-
-        ctx = AttentionContext(
-            q_index_BT=q_index_BT,
-            q_segment_BT=segment_ids_BT,
-            cache_segment_BS=cache_segment_BS,
-            cache_index=None if cache is None else cache.index,
-            causal_only=causal_only,
-        )
-
-        def layer(x_BTD, xs):
-            p, ck, cv, lora_l = xs
-            if lora_l is not None:
-                p = merge_layer(p, lora_l, lora_scale)
-            x_BTD, kv = block_forward(cfg, p, x_BTD, ctx, None if ck is None else (ck, cv))
-            return x_BTD, (None, None) if kv is None else kv
-
-        if cfg.remat != "none":
-            layer = jax.checkpoint(
-                layer, policy=_REMAT_POLICIES[cfg.remat], prevent_cse=not cfg.scan_layers
-            )
-
-        cache_kv = (None, None) if cache is None else (cache.k_LBSKH, cache.v_LBSKH)
-        if cfg.scan_layers:
-            x_BTD, (new_k, new_v) = jax.lax.scan(layer, x_BTD, (params, *cache_kv, lora))
-        else:
-            ks, vs = [], []
-            for i in range(cfg.n_layer):
-                xs = jax.tree.map(lambda a, i=i: a[i], (params, *cache_kv, lora))
-                x_BTD, (ck, cv) = layer(x_BTD, xs)
-                ks.append(ck)
-                vs.append(cv)
-            new_k = None if cache is None else jnp.stack(ks)
-            new_v = None if cache is None else jnp.stack(vs)
-
+        cache_kv = None if cache is None else (cache.k_LBSKH, cache.v_LBSKH)
+        x_BTD, new_kv = run_layers(cfg, params, x_BTD, ctx, cache_kv, lora, lora_scale)
         x_BTD = layer_norm(x_BTD, self.ln_f_scale[...], self.ln_f_bias[...], cfg.layer_norm_epsilon)
         new_cache = None
         if cache is not None:
-            new_cache = KVCache(new_k, new_v, cache_segment_BS, cache.index + T)
+            T = tokens_BT.shape[1]
+            new_cache = KVCache(*new_kv, ctx.cache_segment_BS, cache.index + T)
         return x_BTD, new_cache
 
     def logits(self, h_BTD: jax.Array) -> jax.Array:

@@ -220,30 +220,33 @@ class Run:
         }
 
     def evaluate(self) -> dict:
+        """HumanEvalPack generate + execute + score through eval's Python API (eval.api)."""
         ev = self.cfg.evaluate
         data_dir = self.shared / "humanevalpack" if self.shared else None
         if not ev.enabled or data_dir is None or not data_dir.is_dir():
             self.say("evaluate: HumanEvalPack not found (../shared/humanevalpack); skipped")
             return {"skipped": True}
-        from eval.cli import main as eval_main
+        from eval import api
+        from eval.generation import SamplingConfig
 
-        model = self.stage_dir("train") / "hf"
-        argv = [
-            "generate", "--model", str(model), "--dtype", "float32",
-            "--tasks", ",".join(ev.tasks), "--languages", ",".join(ev.languages),
-            "--n-samples", str(ev.n_samples), "--temperature", str(ev.temperature),
-            "--max-length-generation", str(ev.max_new_tokens),
-            "--batch-size", str(ev.batch_size), "--data-dir", str(data_dir),
-            "--output-dir", str(self.stage_dir("evaluate")), "--model-name", "octojax-smoke",
-            "--resume",
-        ]  # fmt: skip
-        if ev.limit:
-            argv += ["--limit", str(ev.limit)]
         t0 = time.perf_counter()
-        code = eval_main(argv)
-        if code != 0:
-            raise RuntimeError(f"evaluate: `python -m eval {' '.join(argv)}` exited with {code}")
-        return {"argv": argv, "seconds": time.perf_counter() - t0}
+        run = api.generate(
+            api.ModelOptions(self.stage_dir("train") / "hf", dtype="float32", mesh=ev.mesh),
+            data=api.DataOptions(data_dir=data_dir, limit=ev.limit),
+            tasks=list(ev.tasks),
+            languages=list(ev.languages),
+            sampling=SamplingConfig(
+                n_samples=ev.n_samples, temperature=ev.temperature,
+                max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size,
+            ),
+            output=api.OutputOptions(self.stage_dir("evaluate"), model_name="octojax-smoke"),
+            resume=True,
+        )  # fmt: skip
+        return {
+            "tasks": [r.task for r in run.runs],
+            "results": str(run.results_json) if run.results_json else None,
+            "seconds": time.perf_counter() - t0,
+        }
 
     def report(self) -> dict:
         from octojax.pipeline.report import write_report

@@ -111,10 +111,10 @@ class Trainer:
         """Train to cfg.train.steps, resuming from the newest good checkpoint; export at the end."""
         with use_rules(self.rules):
             self.check_resume()
+            data = self._data_iterator()  # bad data fails here, before the run dir is touched
             ckpt = self._checkpointer()
             self._write_run_files(ckpt)
             ts = self._initial_state()
-            data = self._data_iterator()
             start, rng = self._restore(ckpt, ts, data)
             step_fn = self._compile_step(ts)
             try:
