@@ -23,6 +23,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--n-samples", type=int, default=1, help="completions per prompt (one prefill)")
+    p.add_argument("--scheduler", choices=("continuous", "static"), default="continuous")
+    p.add_argument(
+        "--mesh", default=None, help='device mesh, e.g. "data=2,fsdp=1,tensor=4" (-1 fills)'
+    )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host: jax.distributed.initialize(), each process takes a share of the prompts",
+    )
+    p.add_argument("--coordinator", default=None, help="host:port (else auto-detected)")
+    p.add_argument("--num-processes", type=int, default=None)
+    p.add_argument("--process-id", type=int, default=None)
     p.set_defaults(func=run)
 
 
@@ -38,6 +51,23 @@ def read_prompts(path: Path) -> list[str]:
     return prompts
 
 
+def _initialize_distributed(args: argparse.Namespace) -> None:
+    """jax.distributed.initialize with the explicit flags (else the cluster's environment)."""
+    import jax
+
+    kwargs = {
+        k: v
+        for k, v in (
+            ("coordinator_address", args.coordinator),
+            ("num_processes", args.num_processes),
+            ("process_id", args.process_id),
+        )
+        if v is not None
+    }
+    if not jax.distributed.is_initialized():
+        jax.distributed.initialize(**kwargs)
+
+
 def run(args: argparse.Namespace) -> int:
     from octojax.generate.generator import Generator
 
@@ -45,7 +75,19 @@ def run(args: argparse.Namespace) -> int:
     if not prompts:
         print("octojax generate: give --prompt or --prompts-file", file=sys.stderr)
         return 2
-    gen = Generator.from_pretrained(args.model, dtype=args.dtype, tokenizer=args.tokenizer)
+    if args.n_samples < 1:
+        print("octojax generate: --n-samples must be at least 1", file=sys.stderr)
+        return 2
+    if args.distributed:
+        _initialize_distributed(args)
+    gen = Generator.from_pretrained(
+        args.model,
+        dtype=args.dtype,
+        tokenizer=args.tokenizer,
+        mesh=args.mesh,
+        distributed=args.distributed,
+    )
+    prompts = [p for p in prompts for _ in range(args.n_samples)]
     outs = gen.generate(
         prompts,
         max_new_tokens=args.max_new_tokens,
@@ -56,15 +98,21 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         progress=True,
+        scheduler=args.scheduler,
     )
+    import jax
+
+    if args.distributed and jax.process_index() != 0:
+        return 0  # every process holds every output; process 0 writes them once
     rows = [
         {
             "prompt": p,
+            "sample": i % args.n_samples,
             "completion": o.text,
             "finish_reason": o.finish_reason,
             "token_ids": o.token_ids,
         }
-        for p, o in zip(prompts, outs)
+        for i, (p, o) in enumerate(zip(prompts, outs))
     ]
     if args.output:
         args.output.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -45,7 +45,7 @@ class RowResult:
 
 
 def length_bucket(n: int, cap: int) -> int:
-    """Prompt-length buckets 16, 32, 48, 64, 96, 128, 192, 256, ...: few compiled prefills."""
+    """Prompt-length buckets 16, 24, 32, 48, 64, 96, 128, 192, ... (capped): few compiled prefills."""
     b = 16
     while b < n:
         b = b * 3 // 2 if b & (b - 1) == 0 else b * 4 // 3

@@ -195,14 +195,17 @@ class Generator:
         bar.close()
         self.last_stats = dict(eng.stats)
         if processes == 1:
-            return local
+            ordered: list[RowResult | None] = [None] * len(encoded)
+            for i, r in zip(mine, local):
+                ordered[i] = r
+            return ordered
         got = gmesh.all_gather_rows(
             {i: (r.token_ids, _REASONS.index(r.finish_reason)) for i, r in zip(mine, local)},
-            len(encoded), shares, max(limits),
-        )  # fmt: skip
-        return [
-            RowResult(ids, _REASONS[code]) for ids, code in (got[i] for i in range(len(encoded)))
-        ]
+            len(encoded),
+            shares,
+            max(limits),
+        )
+        return [RowResult(*got[i][:1], _REASONS[got[i][1]]) for i in range(len(encoded))]
 
     def _output(self, r: RowResult, stops: Sequence[str]) -> GenerationOutput:
         text = self.tokenizer.decode(r.token_ids, skip_special_tokens=False)
