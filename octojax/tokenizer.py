@@ -103,17 +103,31 @@ def train_bpe_tokenizer(
     return out_dir
 
 
-def copy_tokenizer_files(src: str | Path, dst: str | Path) -> None:
-    """Copy the tokenizer files of a directory (or a lone tokenizer.json) into dst."""
+def copy_tokenizer_files(
+    src: str | Path, dst: str | Path, *, model_max_length: int | None = None
+) -> None:
+    """Copy the tokenizer files of a directory (or a lone tokenizer.json) into dst.
+
+    model_max_length: the model's position count, written into tokenizer_config.json so that
+    transformers' tokenizer never claims more context than the exported model has.
+    """
     src, dst = Path(src), Path(dst)
     if src.is_file():
         shutil.copy2(src, dst / "tokenizer.json")
-        return
-    copied = [f for f in _TOKENIZER_FILES if (src / f).exists()]
-    if not copied:
-        raise FileNotFoundError(f"{src}: no tokenizer files to copy")
-    for f in copied:
-        shutil.copy2(src / f, dst / f)
+    else:
+        copied = [f for f in _TOKENIZER_FILES if (src / f).exists()]
+        if not copied:
+            raise FileNotFoundError(f"{src}: no tokenizer files to copy")
+        for f in copied:
+            shutil.copy2(src / f, dst / f)
+    if model_max_length is not None:
+        _set_model_max_length(dst / "tokenizer_config.json", model_max_length)
+
+
+def _set_model_max_length(config_path: Path, n: int) -> None:
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    config["model_max_length"] = n
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def vocab_size_of(path: str | Path) -> int:
