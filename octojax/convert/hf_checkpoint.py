@@ -2,8 +2,10 @@
 
 Import streams the checkpoint one tensor at a time into preallocated octojax buffers, so host memory
 holds one copy of the model plus one tensor; each finished buffer can go straight onto a mesh.
-Export writes config.json + safetensors with the fused `c_attn` restored, loadable by
-`transformers.GPTBigCodeForCausalLM.from_pretrained`.
+Export writes config.json + safetensors with the fused `c_attn` restored (sharded like
+transformers' save_pretrained above max_shard_size), loadable by
+`transformers.GPTBigCodeForCausalLM.from_pretrained`; it pulls one tensor at a time from the
+devices and moves the folder into place only when complete.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import ml_dtypes
 import numpy as np
 from tqdm import tqdm
 
-from octojax.convert.safetensors_io import iter_tensors, write_tensors
+from octojax.convert.safetensors_io import INDEX_FILE, iter_tensors, write_sharded
+from octojax.convert.staging import staged_dir
 from octojax.model.config import ModelConfig
 from octojax.model.gptbigcode import GPTBigCode, model_from_params, param_shapes
 
@@ -273,25 +276,34 @@ def hf_tensor_names(cfg: ModelConfig) -> list[str]:
 
 
 def iter_hf_tensors(cfg: ModelConfig, params: dict) -> Iterator[tuple[str, np.ndarray]]:
-    """octojax pure-dict parameters -> (HF name, array), layer by layer."""
+    """octojax pure-dict parameters -> (HF name, array), one tensor fetched from the devices at a
+    time (c_attn: its four parts), so host memory holds one tensor, not the model."""
     get = lambda a: np.asarray(jax.device_get(a))
     yield "transformer.wte.weight", get(params["wte"])
     yield "transformer.wpe.weight", get(params["wpe"])
     layer_map = _simple_layer_map(cfg)
+    blocks = params["blocks"]
     for i in range(cfg.n_layer):
-        layer = {k: get(v[i]) for k, v in params["blocks"].items()}
-        fused = _fuse_c_attn(
-            cfg, layer["q_kernel"], layer["q_bias"], layer["kv_kernel"], layer["kv_bias"]
-        )
         for suffix in _LAYER_SUFFIXES:
-            if suffix.startswith("attn.c_attn."):
-                array = fused[0] if suffix.endswith("weight") else fused[1]
+            if suffix == "attn.c_attn.weight":
+                fused = _fuse_c_attn(
+                    cfg,
+                    *(get(blocks[k][i]) for k in ("q_kernel", "q_bias", "kv_kernel", "kv_bias")),
+                )
+                array = fused[0]
+            elif suffix == "attn.c_attn.bias":
+                array, fused = fused[1], None
             else:
                 name, _, from_ox = layer_map[suffix]
-                array = from_ox(layer[name])
+                array = from_ox(get(blocks[name][i]))
             yield f"transformer.h.{i}.{suffix}", array
     yield "transformer.ln_f.weight", get(params["ln_f_scale"])
     yield "transformer.ln_f.bias", get(params["ln_f_bias"])
+
+
+# weight files of an earlier export in the same folder: removed, so no stale shard is ever read
+STALE_WEIGHTS = ("model.safetensors", "model-*-of-*.safetensors", INDEX_FILE,
+                 "pytorch_model*.bin", "pytorch_model.bin.index.json")  # fmt: skip
 
 
 def save_hf_checkpoint(
@@ -301,21 +313,27 @@ def save_hf_checkpoint(
     *,
     dtype: str | None = None,
     tokenizer_dir: str | Path | None = None,
+    max_shard_size: int | str = "5GB",
 ) -> Path:
-    """Write config.json + model.safetensors (+ the tokenizer files, if given) to out_dir."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write config.json + safetensors (+ the tokenizer files, if given) to out_dir.
+
+    Weights go to model.safetensors, or to model-0000i-of-0000n.safetensors files of at most
+    max_shard_size (transformers' default "5GB") plus model.safetensors.index.json. Tensors are
+    pulled from the devices and written one at a time. Everything is written into a temporary
+    sibling folder first and moved into out_dir only when complete (octojax/convert/staging.py).
+    """
     np_dtype = np.dtype(jax.numpy.dtype(dtype or cfg.param_dtype))
     shapes = expected_shapes(cfg)
     specs = {n: (shapes[n], np_dtype) for n in hf_tensor_names(cfg)}
-    write_tensors(out_dir / "model.safetensors", specs, iter_hf_tensors(cfg, params))
     hf_config = cfg.to_hf_dict()
     hf_config["torch_dtype"] = (
         str(np_dtype) if np_dtype != np.dtype(ml_dtypes.bfloat16) else "bfloat16"
     )
-    (out_dir / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
-    if tokenizer_dir is not None:
-        from octojax.tokenizer import copy_tokenizer_files
+    with staged_dir(out_dir, stale=STALE_WEIGHTS) as tmp:
+        write_sharded(tmp, specs, iter_hf_tensors(cfg, params), max_shard_size)
+        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+        if tokenizer_dir is not None:
+            from octojax.tokenizer import copy_tokenizer_files
 
-        copy_tokenizer_files(tokenizer_dir, out_dir)
-    return out_dir
+            copy_tokenizer_files(tokenizer_dir, tmp, model_max_length=cfg.n_positions)
+    return Path(out_dir)

@@ -1,15 +1,24 @@
-"""Streaming safetensors reading and writing with bfloat16 support.
+"""Streaming safetensors reading and writing with bfloat16 support, and HF-style sharding.
 
-Written by hand because the `safetensors` package's NumPy backend cannot represent bfloat16 (the
-dtype StarCoder checkpoints are often stored in), and its Flax backend places every tensor on the
-default device. The format is a little-endian u64 header length, a JSON header of
-{name: {dtype, shape, data_offsets}}, then raw bytes; we memory-map the data so reading a 15.5B
-checkpoint touches one tensor at a time. Files written here load with `safetensors` and transformers.
+Reading and writing are done here rather than by the `safetensors` package for two reasons:
+- bounded memory: its writers (`save_file`, `serialize_file`) take every tensor of a file at once
+  (a dict, or pointers that must all stay alive), so writing a 5 GB shard holds 5 GB of host
+  memory; `write_tensors` below declares the header up front and then streams one tensor at a
+  time, so an export pulls one tensor from the devices, writes it, and drops it.
+- bfloat16 and zero-copy reads: the NumPy backend of safetensors releases before 0.8 cannot
+  represent bfloat16 (the dtype StarCoder checkpoints are usually stored in; octojax supports
+  safetensors >= 0.5), and `safe_open(...).get_tensor` copies; we memory-map the data, so reading
+  a 15.5B checkpoint touches one tensor at a time.
+The format is a little-endian u64 header length, a JSON header of {name: {dtype, shape,
+data_offsets}}, then raw bytes. Files written here load with `safetensors` (tested with
+`safe_open`) and transformers.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -109,3 +118,72 @@ def write_tensors(
     if len(written) != len(specs):
         raise ValueError(f"{path}: {len(specs) - len(written)} declared tensors were never written")
     tmp.replace(path)
+
+
+# ---- Hugging Face-style sharding ----------------------------------------------------------------
+
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(I?B)?\s*$", re.IGNORECASE)
+
+
+def parse_size(size: int | str) -> int:
+    """Bytes in a size given as transformers' max_shard_size: an int, or "5GB" (10^9) / "5GiB"
+    (2^30) / "200MB" / "50KB"."""
+    if isinstance(size, int):
+        if size <= 0:
+            raise ValueError(f"size must be positive, got {size}")
+        return size
+    m = _SIZE.match(size)
+    if not m:
+        raise ValueError(f"cannot parse size {size!r} (expected e.g. 5GB, 500MiB or bytes)")
+    number, unit, suffix = float(m.group(1)), m.group(2).upper(), (m.group(3) or "B").upper()
+    base = 1024 if suffix == "IB" else 1000
+    return int(number * base ** " KMGT".index(unit or " "))
+
+
+def plan_shards(
+    specs: dict[str, tuple[tuple[int, ...], np.dtype]], max_bytes: int
+) -> list[list[str]]:
+    """Names grouped in order into shards of at most max_bytes (a bigger tensor gets its own)."""
+    shards: list[list[str]] = [[]]
+    size = 0
+    for name, (shape, dtype) in specs.items():
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        if shards[-1] and size + nbytes > max_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+    return shards
+
+
+def write_sharded(
+    out_dir: str | Path,
+    specs: dict[str, tuple[tuple[int, ...], np.dtype]],
+    tensors: Iterable[tuple[str, np.ndarray]],
+    max_shard_size: int | str = "5GB",
+    metadata: dict[str, str] | None = None,
+) -> list[Path]:
+    """Write model.safetensors, or model-0000i-of-0000n.safetensors + model.safetensors.index.json
+    when the tensors exceed max_shard_size (the layout transformers' save_pretrained writes).
+
+    `tensors` is streamed in specs order, one tensor at a time; returns the files written.
+    """
+    out_dir = Path(out_dir)
+    shards = plan_shards(specs, parse_size(max_shard_size))
+    stream = iter(tensors)
+    if len(shards) == 1:
+        write_tensors(out_dir / SINGLE_FILE, specs, stream, metadata)
+        return [out_dir / SINGLE_FILE]
+    files, weight_map = [], {}
+    for i, names in enumerate(shards):
+        path = out_dir / f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        shard_specs = {n: specs[n] for n in names}
+        write_tensors(path, shard_specs, itertools.islice(stream, len(names)), metadata)
+        weight_map.update(dict.fromkeys(names, path.name))
+        files.append(path)
+    total = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for s, d in specs.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+    return [*files, out_dir / INDEX_FILE]
