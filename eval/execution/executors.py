@@ -5,7 +5,7 @@
 | cpp      | g++ -std=c++11 -include <precompiled harness header>, gold ld  | ./a.out exits 0          |
 | js       | node test.js, js-md5 on NODE_PATH                              | exit 0, no stdout/stderr |
 | java     | long-lived in-process javac (JavaCompileServer), fresh JVM run | java Main exits 0        |
-| go       | go test main_test.go (vet included), GOPATH testify, warm cache| exit 0                   |
+| go       | shared test binaries (go_batch.py), else go test main_test.go | exit 0 (build, vet, tests) |
 | rust     | crates built once; rustc check + rustc --test, linked directly | test binary exits 0      |
 """
 
@@ -22,9 +22,10 @@ from pathlib import Path
 
 from eval.execution import sandbox, toolchains
 from eval.execution.base import ExecResult, Program, Settings, Slot, tail
+from eval.execution.go_batch import BatchEntry, GoBatch
 from eval.programs import PYTHON_IMPORTS
 
-EXECUTOR_VERSION = "1"
+EXECUTOR_VERSION = "2"  # 2: Go programs through shared test binaries
 
 
 def _result(
@@ -59,6 +60,9 @@ class Executor:
 
     def prepare(self) -> None:
         """Build shared artefacts (once, before the workers start)."""
+
+    def prepare_batch(self, programs: list[Program], slot: Slot) -> None:
+        """Work shared by this run's programs (once, before the workers start, in `slot`)."""
 
     def run(self, program: Program, slot: Slot) -> ExecResult:
         raise NotImplementedError
@@ -135,6 +139,12 @@ class GoExecutor(Executor):
     def prepare(self) -> None:
         self.go = toolchains.tool("go")
         toolchains.go_cache_template()
+        self.batch: GoBatch | None = None
+
+    def prepare_batch(self, programs: list[Program], slot: Slot) -> None:
+        """Compile, vet and link the programs that may share test binaries (see go_batch)."""
+        self.batch = GoBatch(self.settings, slot.root.parent / "go-batch")
+        self.batch.build(programs, slot)
 
     def _cache(self, slot: Slot) -> Path:
         """The slot's own copy of the warm template cache (writable only by the slot's uid)."""
@@ -145,6 +155,9 @@ class GoExecutor(Executor):
         return cache
 
     def run(self, program: Program, slot: Slot) -> ExecResult:
+        entry = self.batch.lookup(program) if self.batch is not None else None
+        if entry is not None:
+            return self._run_batched(program, entry, slot)
         workdir = slot.new_workdir()
         cache = self._cache(slot)
         start = time.monotonic()
@@ -158,6 +171,24 @@ class GoExecutor(Executor):
             if not result.passed and result.status == "failed" and _go_build_failed(ran):
                 result.status = "compile_error"
             return result
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _run_batched(self, program: Program, entry: BatchEntry, slot: Slot) -> ExecResult:
+        """The program's tests from the shared binary: its own process, sandbox and timeout."""
+        workdir = slot.new_workdir()
+        start = time.monotonic()
+        try:
+            (workdir / "main_test.go").write_text(program.source, encoding="utf-8")
+            env = toolchains.go_env(slot.root / "gocache")
+            ran = self._sandboxed(entry.argv(self.timeout), slot, workdir, timeout=self.timeout, env=env,
+                                  ro_binds=(str(entry.binary.parent),),
+                                  limits=self.settings.limits("go", processes=1024))  # fmt: skip
+            ran.stdout, ran.stderr = (
+                entry.restore_names(ran.stdout),
+                entry.restore_names(ran.stderr),
+            )
+            return _result(program, ran, seconds=time.monotonic() - start, passed_rule=_exit_zero)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -92,6 +92,10 @@ def run_programs(
         all_slots = [Slot(i, make_slot_root(i, base)) for i in range(n_slots)]
         for slot in all_slots:
             slots.put(slot)
+        for lang, executor in executors.items():
+            executor.prepare_batch(
+                [programs[i] for i in todo if programs[i].language == lang], all_slots[0]
+            )
         lock = threading.Lock()
         # Interleave languages so both workers stay busy and slow compilers overlap fast ones.
         order = sorted(todo, key=lambda i: (programs[i].language, i))

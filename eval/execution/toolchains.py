@@ -375,6 +375,31 @@ def go_cache_template() -> Path:
     return template
 
 
+def go_batch_checker() -> Path:
+    """The gobatch_check tool (eval/toolchains/gobatch_check.go), built once with the std library."""
+    go = tool("go") or "go"
+    source = SUPPORT_DIR / "gobatch_check.go"
+    directory = eval_home() / "go-batch"
+    binary = directory / "gobatch_check"
+    stamp = _stamp(source.read_text(), _version([go, "version"]))
+    stamp_file = directory / "stamp"
+    if stamp_file.is_file() and stamp_file.read_text() == stamp and binary.is_file():
+        return binary
+    with _locked("go-batch"):
+        if stamp_file.is_file() and stamp_file.read_text() == stamp and binary.is_file():
+            return binary
+        directory.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, HOME=str(directory), **go_env(directory / "cache"))
+        res = subprocess.run([go, "build", "-o", str(binary), str(source)], cwd=directory, env=env,
+                             capture_output=True, text=True)  # fmt: skip
+        shutil.rmtree(directory / "cache", ignore_errors=True)
+        if res.returncode != 0:
+            raise ToolchainError(f"building {source.name} failed:\n{res.stderr[-2000:]}")
+        stamp_file.write_text(stamp)
+        _make_world_readable(directory)
+    return binary
+
+
 def prepare(languages: Iterable[str] = LANGUAGES) -> None:
     """Build every shared artefact the given languages need (idempotent, cheap when current)."""
     languages = list(languages)
@@ -389,3 +414,4 @@ def prepare(languages: Iterable[str] = LANGUAGES) -> None:
         java_server_classpath()
     if "go" in languages:
         go_cache_template()
+        go_batch_checker()
