@@ -138,3 +138,18 @@ def test_auto_choice_and_cudnn_errors(monkeypatch, caplog):
     assert len(messages) == 2, messages
     assert "cuDNN not used (dtype float32" in messages[0]
     assert "KV-cache" in messages[1]
+
+
+@pytest.mark.slow
+def test_model_with_splash_equals_xla_on_a_packed_row():
+    from octojax.model import get_preset, init_model, model_from_params, param_dict
+
+    cfg = get_preset("test", attention_impl="xla")
+    params = jax.tree.map(lambda a: a * 3.0 if a.ndim > 1 else a, param_dict(init_model(cfg)))
+    seg = jnp.asarray(_packed_segments(2, 128))
+    ids = jnp.asarray(np.random.RandomState(5).randint(1, cfg.vocab_size, (2, 128)))
+    logits = {}
+    for impl in ("xla", "splash"):
+        model = model_from_params(cfg.replace(attention_impl=impl), params)
+        logits[impl] = jax.jit(lambda ids, s, m=model: m(ids, segment_ids_BT=s))(ids, seg)
+    _assert_close(logits["splash"], logits["xla"], rel=1e-5)
