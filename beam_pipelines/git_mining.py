@@ -1,7 +1,8 @@
 """Mine raw commit records from a git repository with the git CLI (no Beam, no TensorFlow).
 
-One ``git log --raw -M -z`` stream lists every commit with its parents, message and changed files
-(status, modes, blob ids, paths, renames detected); one long-lived ``git cat-file --batch`` process
+One ``git log --raw --no-renames -z`` stream lists every commit with its parents, message and
+changed files (status, modes, blob ids, paths; a rename is a delete plus an add, as in BigQuery's
+``difference``, and needs no blob reads); one long-lived ``git cat-file --batch`` process
 reads the parent/child blobs. Contents are read only for commits with exactly one regular file
 modified in place, whatever else they add, delete or rename (the only ones CommitPack can keep);
 every other commit is still emitted, with its structure in ``_parents``/``_changes``, so the
@@ -180,7 +181,7 @@ def _iter_log_chunks(repo: str, revs: Sequence[str]) -> Iterator[bytes]:
         _HEADER_FMT,
         "-z",
         "--raw",
-        "-M",
+        "--no-renames",  # a rename is a delete plus an add: neither is in place (sql_4)
         "--no-abbrev",
         "--no-color",
         "--no-ext-diff",

@@ -75,11 +75,19 @@ class GitRepo:
         else:
             target.write_text(content, encoding="utf-8")
 
-    def commit(self, message: str, files: dict[str, str | bytes] | None = None, **kw) -> str:
+    def commit(
+        self, message: str, files: dict[str, str | bytes] | None = None, raw: bool = False
+    ) -> str:
+        """Commit ``files``; with ``raw`` the message is stored exactly (no final newline)."""
         for rel, content in (files or {}).items():
             self.write(rel, content)
         self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", message)
+        if raw:  # -F with --cleanup=verbatim: git adds no newline (-m always adds one)
+            msg_file = self.path.parent / f".{self.path.name}-message"
+            msg_file.write_bytes(message.encode("utf-8"))
+            self.git("commit", "-q", "--allow-empty", "--cleanup=verbatim", "-F", str(msg_file))
+        else:
+            self.git("commit", "-q", "--allow-empty", "-m", message)
         return self.head()
 
     def head(self) -> str:
@@ -161,7 +169,7 @@ def alpha_repo(git_repo):
     repo = git_repo("alpha")
     exp: dict[str, str] = {}
     exp[repo.commit("Initial import", {"LICENSE": MIT_TEXT, "README.md": "# alpha\n"})] = (
-        "multi_file"
+        "no_in_place_change"
     )
     exp[repo.commit("Create the helpers module", {"src/util.py": UTIL_V1})] = "file_added"
     exp[
@@ -178,7 +186,7 @@ def alpha_repo(git_repo):
         "cp:not_capitalised"
     )
     repo.git("mv", "src/util.py", "src/helpers.py")
-    exp[repo.commit("Move helpers to a better place")] = "file_renamed"
+    exp[repo.commit("Move helpers to a better place")] = "no_in_place_change"  # delete + add
     exp[repo.commit("Add notes", {"docs/notes.txt": "notes\n"})] = "file_added"
     (repo.path / "docs/notes.txt").unlink()
     exp[repo.commit("Remove the obsolete notes")] = "file_deleted"
@@ -192,14 +200,24 @@ def alpha_repo(git_repo):
     )
     exp[repo.commit("Add a large table", {"table.py": "X = 1\n" * 5000})] = "file_added"
     exp[repo.commit("Grow the large table", {"table.py": "X = 2\n" * 5000})] = "dead:oversize"
-    exp[repo.commit("update", {"web/app.js": APP_V2})] = "boring_message"
+    # git keeps the final newline: "update\n" is not the boring message "update" (compared whole)
+    exp[repo.commit("update", {"web/app.js": APP_V2})] = "cp:subject_length"
+    exp[repo.commit("Initial commit", {"web/app.js": APP_V2 + "// v2\n"}, raw=True)] = (
+        "boring_message"
+    )
     exp[repo.commit("Merge the old parser back", {"web/app.js": APP_V1})] = "merge_message"
     exp[repo.commit("Add a config file", {"conf.unknownext": "a=1\n"})] = "file_added"
     exp[repo.commit("Change the config value", {"conf.unknownext": "a=2\n"})] = "unknown_language"
-    exp[repo.commit("Update src/helpers.py", {"src/helpers.py": UTIL_V1})] = (
+    exp[repo.commit("Update src/helpers.py", {"src/helpers.py": UTIL_V1}, raw=True)] = (
         "update_filename_message"
     )
-    exp[repo.commit("lalala", {"src/helpers.py": UTIL_V2})] = "nonsense_message"
+    exp[repo.commit("lalala", {"src/helpers.py": UTIL_V2}, raw=True)] = "nonsense_message"
+    exp[
+        repo.commit(
+            "Add a module and change the helpers",
+            {"src/helpers.py": UTIL_V3, "src/new.py": "X = 1\n"},
+        )
+    ] = "cp:file_name_in_subject"
     exp[repo.commit("ok", {"src/helpers.py": UTIL_V1})] = "message_length"
     os.symlink("src/helpers.py", repo.path / "link.py")
     exp[repo.commit("Add a link to the helpers")] = "file_added"

@@ -89,7 +89,7 @@ def test_git_to_commitpack_and_ft(repos, tokenizer_dir, tmp_path):
     assert cp_stats["dropped"]["by_reason"]["license_not_allowed"] == 1  # the GPL modification
     drop_labels = [lbl for lbl in expected.values() if ":" not in lbl and lbl not in ("ft", "cp")]
     for reason in set(drop_labels):
-        want = 2 * drop_labels.count(reason) + (1 if reason == "multi_file" else 0)
+        want = 2 * drop_labels.count(reason) + (1 if reason == "no_in_place_change" else 0)
         assert cp_stats["dropped"]["by_reason"][reason] == want, reason
     assert cp_stats["kept_by_license"] == {"mit": len(kept_cp)}
 
@@ -263,13 +263,13 @@ def test_ft_stage_refuses_without_tokenizer(tmp_path, capsys):
     assert "tokenizer not found" in capsys.readouterr().err
 
 
-def test_existing_output_needs_overwrite(tmp_path, git_repo):
+def test_existing_output_needs_overwrite(tmp_path, git_repo, capsys):
     repo = git_repo("r")
     repo.commit("Add module", {"m.py": "a = 1\n"})
     out = tmp_path / "out"
     assert run(["--source", "git", "--repos", str(repo.path), "--output", str(out)]) == 0
-    with pytest.raises(SystemExit, match="--overwrite"):
-        run(["--source", "git", "--repos", str(repo.path), "--output", str(out)])
+    assert run(["--source", "git", "--repos", str(repo.path), "--output", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
     assert (
         run(["--source", "git", "--repos", str(repo.path), "--output", str(out), "--overwrite"])
         == 0
