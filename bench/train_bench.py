@@ -33,7 +33,8 @@ import time
 import jax
 import numpy as np
 
-from octojax.model.config import REMAT_POLICIES
+from octojax.model.config import ATTENTION_IMPLS, REMAT_POLICIES
+from octojax.train.loss import resolve_loss_chunk
 
 CPU_SHAPE = dict(n_embd=256, n_layer=4, n_head=4, n_inner=1024)  # vocab stays 49152
 
@@ -50,7 +51,10 @@ def main() -> None:
                    help="default dots_saveable on GPU, none on CPU")  # fmt: skip
     p.add_argument("--dtype", default=None, help="compute dtype (bfloat16 on GPU, float32 on CPU)")
     p.add_argument("--segments", type=int, default=1, help="packed segments per row")
-    p.add_argument("--attention", default="auto", choices=("auto", "xla", "cudnn"))
+    p.add_argument("--attention", default="auto", choices=ATTENTION_IMPLS)
+    p.add_argument("--loss-chunk", type=int, default=None,
+                   help="chunked cross-entropy: positions per chunk; 0 = full logits; "
+                        "default auto (octojax/train/loss.py)")  # fmt: skip
     p.add_argument("--compare-hf", action="store_true", help="also time transformers (PyTorch)")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--hf-only", action="store_true", help=argparse.SUPPRESS)  # the child process
@@ -80,12 +84,16 @@ def main() -> None:
         "shape": {"n_embd": cfg.n_embd, "n_layer": cfg.n_layer, "n_head": cfg.n_head,
                   "n_inner": cfg.mlp_dim, "vocab": cfg.vocab_size, "params": cfg.num_params()},
         "seq_len": T, "batch": args.batch, "dtype": cfg.dtype, "remat": cfg.remat,
-        "segments_per_row": args.segments, "timed_steps": steps, "repeats": repeats,
+        "segments_per_row": args.segments, "attention": cfg.attention_impl,
+        "loss_chunk": resolve_loss_chunk(args.loss_chunk, cfg.vocab_size, T),
+        "timed_steps": steps, "repeats": repeats,
         "flops_per_token": flops_per_token, "peak_tflops_per_device": peak,
     }  # fmt: skip
     print(json.dumps(results), flush=True)
 
-    ours = time_octojax(cfg, args.batch, T, args.warmup, steps, repeats, args.segments)
+    ours = time_octojax(
+        cfg, args.batch, T, args.warmup, steps, repeats, args.segments, args.loss_chunk
+    )
     results["octojax"] = _summary(ours, args.batch * T, flops_per_token, peak, jax.device_count())
     print(json.dumps({"octojax": results["octojax"]}), flush=True)
     if hf is not None:
@@ -148,7 +156,10 @@ def run_hf_child(argv: list[str]) -> dict:
     return run
 
 
-def time_octojax(cfg, B: int, T: int, warmup: int, steps: int, repeats: int, segments: int):
+def time_octojax(
+    cfg, B: int, T: int, warmup: int, steps: int, repeats: int, segments: int,
+    loss_chunk: int | None = None,
+):  # fmt: skip
     """Seconds per step windows of the trainer's jitted step (state donated, as in the Trainer)."""
     import jax.numpy as jnp
     import optax
@@ -193,7 +204,12 @@ def time_octojax(cfg, B: int, T: int, warmup: int, steps: int, repeats: int, seg
     }
     del params
     step_fn = jax.jit(
-        make_train_step(StepSpec(graphdef=nnx.graphdef(abstract_model(cfg)), lora_scale=None), tx),
+        make_train_step(
+            StepSpec(
+                graphdef=nnx.graphdef(abstract_model(cfg)), lora_scale=None, loss_chunk=loss_chunk
+            ),
+            tx,
+        ),
         in_shardings=(state_shardings, None, None),
         out_shardings=(state_shardings, replicated),
         donate_argnums=(0,),
