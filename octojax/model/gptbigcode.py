@@ -308,27 +308,12 @@ class GPTBigCode(nnx.Module):
         logits_BTV = jnp.einsum("btd,vd->btv", h_BTD, self.wte[...].astype(h_BTD.dtype))
         return constrain(logits_BTV, ("batch", "length", "act_vocab"))
 
-    def __call__(
-        self,
-        tokens_BT: jax.Array,
-        *,
-        segment_ids_BT: jax.Array | None = None,
-        positions_BT: jax.Array | None = None,
-        cache: KVCache | None = None,
-        lora: dict | None = None,
-        lora_scale: float = 1.0,
-    ):
-        """Logits [B, T, V]; with a cache, returns (logits, new_cache)."""
-        h_BTD, new_cache = self.hidden_states(
-            tokens_BT,
-            segment_ids_BT=segment_ids_BT,
-            positions_BT=positions_BT,
-            cache=cache,
-            lora=lora,
-            lora_scale=lora_scale,
-        )
+    def __call__(self, tokens_BT: jax.Array, **kwargs: Any):
+        """Logits [B, T, V]; with a cache, returns (logits, new_cache). Keyword arguments are
+        hidden_states' (segment_ids_BT, positions_BT, cache, lora, lora_scale)."""
+        h_BTD, new_cache = self.hidden_states(tokens_BT, **kwargs)
         logits_BTV = self.logits(h_BTD)
-        return logits_BTV if cache is None else (logits_BTV, new_cache)
+        return logits_BTV if kwargs.get("cache") is None else (logits_BTV, new_cache)
 
 
 def init_model(cfg: ModelConfig, seed: int = 0) -> GPTBigCode:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,12 +131,15 @@ class Checkpointer:
     def _check_shapes(self, step: int, abstract_params: dict) -> None:
         """Raise CheckpointMismatch when the saved parameter shapes differ from the model's."""
         try:
-            saved = self.manager.item_metadata(step)[self.param_item]
-            saved_shapes = jax.tree.map(lambda m: tuple(m.shape), saved)
+            meta = ocp.StandardCheckpointer().metadata(self.directory / str(step) / self.param_item)
+            tree = getattr(meta, "item_metadata", meta)
+            tree = getattr(tree, "tree", tree)
+            flat_saved = {k: tuple(m.shape) for k, m in _flatten(tree)}
         except Exception:  # unreadable metadata: the restore below reports it as corrupt
             return
+        if not flat_saved:
+            return
         want = jax.tree.map(lambda a: tuple(a.shape), abstract_params)
-        flat_saved = dict(_flatten(saved_shapes))
         diffs = [
             f"{name}: saved {flat_saved.get(name)} vs configured {shape}"
             for name, shape in _flatten(want)
@@ -168,8 +172,8 @@ class Checkpointer:
 
 
 def _flatten(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """[(dotted path, leaf)] of a nested dict whose leaves are shape tuples."""
-    if isinstance(tree, dict):
+    """[(dotted path, leaf)] of a nested mapping (shape tuples or array metadata as leaves)."""
+    if isinstance(tree, Mapping):
         out = []
         for k, v in tree.items():
             out += _flatten(v, f"{prefix}{k}.")
