@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from octojax.generate import cli as generate_cli
     from octojax.pipeline import cli as pipeline_cli
     from octojax.train import cli as train_cli
+    from octojax.train import plan as plan_cli
 
     parser = argparse.ArgumentParser(
         prog="octojax", description="OctoPack in JAX: CommitPack, instruction tuning, HumanEvalPack"
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("eval_args", nargs=argparse.REMAINDER)
     ev.set_defaults(func=_evaluate)
     train_cli.add_parser(sub)
+    plan_cli.add_parser(sub)
     pipeline_cli.add_parsers(sub)
     return parser
 
