@@ -9,6 +9,8 @@ network here, and no local repository with a long history exists on these machin
    CommitPack filters, dedup, CommitPackFT filters incl. tokenization, TFRecord + stats output.
 
     python bench/commitpack_bench.py --commits 5000 [--repo EXISTING_REPO] [--json out.json]
+    git clone ../shared/data/repos/flask.bundle /tmp/flask     # a real history, all refs:
+    python bench/commitpack_bench.py --repo /tmp/flask --revs=--all --repeat 1
 
 The history mixes what real repositories have: single-file edits (most), multi-file commits,
 added/deleted/renamed files, merges, and messages of every quality; files are a few KB of Python
@@ -202,6 +204,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--commits", type=int, default=5000)
     parser.add_argument("--repo", help="benchmark an existing repository instead")
+    parser.add_argument(
+        "--revs", default="HEAD", help="what git log -p and the pipeline read, e.g. --revs=--all"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
@@ -209,6 +214,7 @@ def main() -> None:
     from beam_pipelines import commitpack
     from beam_pipelines.git_mining import RepoSpec, mine_repository
 
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
     work = Path(tempfile.mkdtemp(prefix="commitpack-bench-"))
     if args.repo:
         repo = Path(args.repo)
@@ -219,23 +225,25 @@ def main() -> None:
         origin = f"synthetic (git fast-import, {args.commits} commits, built in {t_build:.1f}s)"
     n = int(
         subprocess.run(
-            ["git", "-C", str(repo), "rev-list", "--count", "HEAD"], capture_output=True, check=True
+            ["git", "-C", str(repo), "rev-list", "--count", args.revs],
+            capture_output=True,
+            check=True,
         ).stdout
     )
     train_tokenizer(work)
-    print(f"repository: {origin}; {n} commits reachable from HEAD", flush=True)
+    print(f"repository: {origin}; {n} commits reachable from {args.revs}", flush=True)
 
     def git_log_p():
         with open(os.devnull, "wb") as devnull:
             subprocess.run(
-                ["git", "-C", str(repo), "log", "-p", "HEAD"], stdout=devnull, check=True
+                ["git", "-C", str(repo), "log", "-p", args.revs], stdout=devnull, check=True
             )
 
     git_log_p()  # warm the page cache
     t_git = median(timed(git_log_p)[0] for _ in range(args.repeat))
 
     def mine():
-        count = sum(1 for _ in mine_repository(RepoSpec(str(repo), "bench")))
+        count = sum(1 for _ in mine_repository(RepoSpec(str(repo), "bench"), (args.revs,)))
         assert count == n, (count, n)
 
     t_mine = median(timed(mine)[0] for _ in range(args.repeat))
@@ -253,6 +261,7 @@ def main() -> None:
                 "ft",
                 "--tokenizer",
                 str(work),
+                f"--revs={args.revs}",
                 "--runner",
                 "DirectRunner",
             ]
@@ -279,11 +288,12 @@ def main() -> None:
         "commitpackft_kept": stats["commitpackft"]["kept"],
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
+        "loadavg_before_after": [load_before, Path("/proc/loadavg").read_text().split()[:3]],
     }
     print(json.dumps(results, indent=2))
     print(
         "\n| measurement | seconds | commits/s |\n| --- | --- | --- |\n"
-        f"| `git log -p HEAD` (floor) | {t_git:.2f} | {n / t_git:,.0f} |\n"
+        f"| `git log -p {args.revs}` (floor) | {t_git:.2f} | {n / t_git:,.0f} |\n"
         f"| mining only (git_mining, no Beam) | {t_mine:.2f} | {n / t_mine:,.0f} |\n"
         f"| full pipeline, DirectRunner, --stage ft | {t_pipe:.2f} | {n / t_pipe:,.0f} |"
     )
