@@ -52,9 +52,15 @@ def test_generate_reports_bad_prompt_file(hf_dir, tmp_path):
         main(["generate", "--model", str(hf_dir), "--prompts-file", str(tmp_path / "bad.jsonl")])
 
 
-def test_convert_refuses_non_checkpoint(tmp_path):
+def test_convert_refuses_non_checkpoint(tmp_path, capsys):
+    assert main(["convert", "export", str(tmp_path), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"octojax convert: error: {tmp_path}: not an octojax checkpoint "
+        + err[0].split("not an octojax checkpoint ", 1)[1]
+    ]
     with pytest.raises(FileNotFoundError, match="not an octojax checkpoint"):
-        main(["convert", "export", str(tmp_path), str(tmp_path / "out")])
+        main(["--debug", "convert", "export", str(tmp_path), str(tmp_path / "out")])
 
 
 def test_demo_runs_and_writes_report(tmp_path):
