@@ -151,6 +151,16 @@ class LogSection(Section):
 class ExportSection(Section):
     hf: bool = True  # write <run_dir>/hf at the end (LoRA merged)
     dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+    # shard the safetensors above this size, like transformers' save_pretrained ("5GB", "2GiB")
+    max_shard_size: int | str = "5GB"
+
+    @field_validator("max_shard_size")
+    @classmethod
+    def _size(cls, v: int | str) -> int | str:
+        from octojax.convert.safetensors_io import parse_size
+
+        parse_size(v)  # raises ValueError naming the problem
+        return v
 
 
 class TrainConfig(Section):

@@ -414,7 +414,7 @@ class Trainer:
         if self._main:
             save_hf_checkpoint(
                 out, self.model_cfg, params, dtype=self.cfg.export.dtype,
-                tokenizer_dir=tokenizer_path(self.cfg),
+                tokenizer_dir=tokenizer_path(self.cfg), max_shard_size=self.cfg.export.max_shard_size,
             )  # fmt: skip
             self._say(f"exported Hugging Face model to {out}")
         return out
