@@ -446,9 +446,8 @@ def largest_micro_batch(cfg: TrainConfig, n_devices: int, **kwargs: Any) -> Memo
         if total % micro:
             continue
         candidate = make_plan(cfg, n_devices, micro_batch=micro, **kwargs)
-        if not candidate.fits:
-            break  # memory grows with the micro-batch
-        best = candidate
+        if candidate.fits:  # no early stop: micro = global batch drops the accumulation buffers
+            best = candidate
     return best
 
 
