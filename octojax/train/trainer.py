@@ -92,6 +92,7 @@ class Trainer:
         self.rules = cfg.mesh.logical_rules()
         maybe_initialize_distributed(cfg.mesh)
         self.mesh = mesh or build_mesh(cfg.mesh)
+        _check_batch_fits_mesh(cfg, self.mesh)
         vocab = None
         if tokenizer_path(cfg) and cfg.init.source == "scratch" and cfg.model.vocab_size is None:
             from octojax.tokenizer import vocab_size_of
@@ -430,6 +431,19 @@ class Trainer:
             for f in files:
                 name = "tokenizer.json" if src.is_file() else f.name
                 (dst / name).write_bytes(f.read_bytes())
+
+
+def _check_batch_fits_mesh(cfg: TrainConfig, mesh: Mesh) -> None:
+    """Every (micro-)batch must split evenly over the mesh's data x fsdp devices (known only now:
+    a -1 mesh axis fills with however many devices there are)."""
+    rows = cfg.train.micro_batch_size or cfg.train.global_batch_size
+    shards = mesh.shape["data"] * mesh.shape["fsdp"]
+    if rows % shards:
+        key = "train.micro_batch_size" if cfg.train.micro_batch_size else "train.global_batch_size"
+        raise ConfigError(
+            f"{key} {rows} cannot be split over the mesh's data x fsdp = {shards} devices "
+            f"(mesh {dict(mesh.shape)}); use a multiple of {shards} or set mesh.tensor"
+        )
 
 
 def _restore_signal_handlers(handlers: dict) -> None:
