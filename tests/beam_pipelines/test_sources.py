@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from beam_pipelines.bigquery_query import ROW_FIELDS, build_commits_query
 from beam_pipelines.licenses import ALLOWED_LICENSES, LICENSE_FILE_RE, detect_license
 from beam_pipelines.parsing import (
     DEAD_LETTER_REASONS,
@@ -155,35 +154,3 @@ def test_bigquery_dead_letters(overrides, reason):
     kind, dead = bigquery_row_to_outcome({**BQ_ROW, **overrides})
     assert kind == "dead" and dead["reason"] == reason
     assert dead["source"] == f"bigquery:{'b' * 40}"
-
-
-def test_bigquery_query_structure():
-    sql = build_commits_query(limit=100, sample_percent=1.5)
-    assert "`bigquery-public-data.github_repos.commits` TABLESAMPLE SYSTEM (1.5 PERCENT)" in sql
-    assert "`bigquery-public-data.github_repos.licenses`" in sql
-    assert sql.count("`bigquery-public-data.github_repos.contents`") == 2
-    assert "ARRAY_LENGTH(c.parent) = 1" in sql and "ARRAY_LENGTH(c.difference) = 1" in sql
-    assert "d.old_path = d.new_path" in sql
-    assert "LENGTH(c.message) > 5" in sql and "LENGTH(c.message) < 10000" in sql
-    assert "l.license IN ('agpl-3.0', 'apache-2.0'," in sql
-    assert all(f"'{lic}'" in sql for lic in ALLOWED_LICENSES)
-    assert sql.rstrip().endswith("LIMIT 100")
-    select = sql[sql.rindex("SELECT") :]
-    for column in ROW_FIELDS:
-        assert f" AS {column}" in select or f"k.{column}," in select or f"k.{column}\n" in select
-
-
-def test_bigquery_query_defaults_and_validation():
-    sql = build_commits_query()
-    assert "LIMIT" not in sql and "TABLESAMPLE" not in sql
-    assert "`my-project.mirror.commits`" in build_commits_query(dataset="my-project.mirror")
-    with pytest.raises(ValueError, match="dataset"):
-        build_commits_query(dataset="x`; DROP TABLE y; --")
-    with pytest.raises(ValueError, match="license"):
-        build_commits_query(licenses=["mit', 'x"])
-    with pytest.raises(ValueError, match="empty"):
-        build_commits_query(licenses=[])
-    with pytest.raises(ValueError, match="limit"):
-        build_commits_query(limit=0)
-    with pytest.raises(ValueError, match="sample_percent"):
-        build_commits_query(sample_percent=150)
