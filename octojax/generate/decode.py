@@ -31,6 +31,9 @@ from octojax.generate.sampling import SamplingParams, sample_rows
 from octojax.model.gptbigcode import GPTBigCode, KVCache, layer_norm
 from octojax.sharding import constrain
 
+# Layers are unrolled in the decode step up to this depth (fewer loop and copy overheads on
+# small models); deeper models scan, keeping compile time flat.
+UNROLL_LAYERS = 8
 CACHE_AXES = ("layers", "batch", "length", "kv_heads", "kv")
 
 
@@ -196,7 +199,10 @@ def decode_step(model: GPTBigCode, tok_B, column_B, k_LBSKH, v_LBSKH):
         return (constrain(x_BD, ("batch", "act_embed")), k_all, v_all), None
 
     layers = jnp.arange(cfg.n_layer, dtype=jnp.int32)
-    (x_BD, k_LBSKH, v_LBSKH), _ = jax.lax.scan(layer, (x_BD, k_LBSKH, v_LBSKH), (params, layers))
+    carry = (x_BD, k_LBSKH, v_LBSKH)
+    (x_BD, k_LBSKH, v_LBSKH), _ = jax.lax.scan(
+        layer, carry, (params, layers), unroll=cfg.n_layer if cfg.n_layer <= UNROLL_LAYERS else 1
+    )
     h_BD = layer_norm(x_BD, model.ln_f_scale[...], model.ln_f_bias[...], eps)
     logits_BV = model.logits(h_BD[:, None])[:, 0]
     return logits_BV, constrain(k_LBSKH, CACHE_AXES), constrain(v_LBSKH, CACHE_AXES)

@@ -77,7 +77,12 @@ class _Row:
 
 
 class Engine:
-    """Slots + scheduler over a model (placed on `mesh` when given)."""
+    """Slots + scheduler over a model (placed on `mesh` when given).
+
+    Prompts are prefilled one at a time (batch 1, their own length bucket): with n samples per
+    prompt a prefill feeds n slots, and the set of compiled programs stays small (one prefill per
+    length bucket, one insert per bucket and power-of-two row count, one decode loop).
+    """
 
     def __init__(
         self,
@@ -135,6 +140,37 @@ class Engine:
             run = _Run(self, prompts, limits, sampling, seed, row_ids, stop_check, on_row_done)
             return run.loop(scheduler)
 
+    def warmup(
+        self,
+        prompts: Sequence[Sequence[int]],
+        limits: Sequence[int],
+        *,
+        sampling: SamplingParams,
+    ) -> None:
+        """Compile every program a `run` over these prompts can use, on dummy rows."""
+        ctx = jax.set_mesh(self.mesh) if self.mesh is not None else _nullcontext()
+        with ctx:
+            run = _Run(self, prompts, limits, sampling, 0, list(range(len(prompts))), None, None)
+            P = self.cfg.n_positions
+            for T in sorted({length_bucket(len(p), P) for p in prompts}):
+                prefix = prefill(
+                    self.graphdef, self.state, jnp.zeros((1, T), jnp.int32),
+                    jnp.ones((1,), jnp.int32),
+                )  # fmt: skip
+                for R in (1 << i for i in range(_pow2(self.slots).bit_length())):
+                    run.slots = insert(
+                        run.slots, prefix, jnp.zeros((R,), jnp.int32),
+                        jnp.full((R,), self.slots, jnp.int32),
+                        jnp.asarray(run.key_data[np.zeros(R, int)]), jnp.ones((R,), jnp.int32),
+                        sampling=sampling,
+                    )  # fmt: skip
+            out = decode_chunk(
+                self.graphdef, self.state, run.slots, jnp.zeros((self.slots,), bool), self.eos,
+                jnp.asarray(self.slots + 1, jnp.int32), steps=self.chunk, sampling=sampling,
+                pad_id=self.pad_id,
+            )  # fmt: skip
+            jax.block_until_ready(out)
+
 
 class _nullcontext:
     def __enter__(self):
@@ -174,34 +210,24 @@ class _Run:
 
     # ---- admission --------------------------------------------------------------------------
 
-    def _prefill_groups(self, want: int) -> None:
-        """Prefill waiting prompt groups (one jitted call) until `want` rows are pending."""
+    def _prefill_next(self) -> None:
+        """Prefill the next waiting prompt once; all its rows become ready to insert."""
         eng = self.eng
-        take, n = [], 0
-        while self.waiting and n < want and len(take) < eng.slots:
-            g = self.waiting.popleft()
-            take.append(g)
-            n += len(g)
-        P = eng.cfg.n_positions
-        T = max(length_bucket(len(self.prompts[g[0]]), P) for g in take)
-        G = _pow2(len(take))
-        tokens_GT = np.full((G, T), eng.pad_id, np.int32)
-        length_G = np.ones((G,), np.int32)
-        for j, g in enumerate(take):
-            p = self.prompts[g[0]]
-            tokens_GT[j, : len(p)] = p
-            length_G[j] = len(p)
-        prefix = prefill(eng.graphdef, eng.state, jnp.asarray(tokens_GT), jnp.asarray(length_G))
+        g = self.waiting.popleft()
+        p = self.prompts[g[0]]
+        T = length_bucket(len(p), eng.cfg.n_positions)
+        tokens_1T = np.full((1, T), eng.pad_id, np.int32)
+        tokens_1T[0, : len(p)] = p
+        length_1 = jnp.asarray([len(p)], jnp.int32)
+        prefix = prefill(eng.graphdef, eng.state, jnp.asarray(tokens_1T), length_1)
         self.stats["prefills"] += 1
-        self.stats["prefill_prompts"] += len(take)
-        for j, g in enumerate(take):
-            self.pending.extend((prefix, j, r) for r in g)
+        self.pending.extend((prefix, 0, r) for r in g)
 
     def admit(self, free: list[int]) -> None:
         """Fill the free slots with waiting rows (prefilling prompts as needed)."""
         while free and (self.pending or self.waiting):
             if not self.pending:
-                self._prefill_groups(len(free))
+                self._prefill_next()
             prefix: Prefix = self.pending[0][0]
             src, dst = [], []
             while free and self.pending and self.pending[0][0] is prefix:

@@ -120,6 +120,31 @@ class Generator:
             )  # fmt: skip
         return self._engines[key]
 
+    def warmup(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int | Sequence[int] = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        batch_size: int = 32,
+    ) -> None:
+        """Compile ahead what `generate` with these arguments will run (benchmarks, servers)."""
+        limits = self._limits(prompts, max_new_tokens)
+        sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k)
+        self.engine(batch_size).warmup(self.encode(prompts, limits), limits, sampling=sampling)
+
+    def _limits(self, prompts: Sequence[str], max_new_tokens: int | Sequence[int]) -> list[int]:
+        limits = (
+            [max_new_tokens] * len(prompts)
+            if isinstance(max_new_tokens, int)
+            else [int(n) for n in max_new_tokens]
+        )
+        if len(limits) != len(prompts) or any(n <= 0 for n in limits):
+            raise ValueError("max_new_tokens must be positive, one value or one per prompt")
+        return limits
+
     def encode(self, prompts: Sequence[str], max_new_tokens: Sequence[int]) -> list[list[int]]:
         """Token ids per prompt; empty prompts start from end-of-text, long ones keep their end."""
         out = []
@@ -154,13 +179,7 @@ class Generator:
         token where it holds. scheduler: "continuous" (refill slots as rows end) or "static".
         """
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k)
-        limits = (
-            [max_new_tokens] * len(prompts)
-            if isinstance(max_new_tokens, int)
-            else [int(n) for n in max_new_tokens]
-        )
-        if len(limits) != len(prompts) or any(n <= 0 for n in limits):
-            raise ValueError("max_new_tokens must be positive, one value or one per prompt")
+        limits = self._limits(prompts, max_new_tokens)
         encoded = self.encode(prompts, limits)
         stops = [s for s in stop_sequences if s]
         stop_check = None

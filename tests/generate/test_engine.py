@@ -87,7 +87,7 @@ def test_prefix_sharing_equals_separate_prompts(model_dir):
     n = 5
     shared = [p for p in PROMPTS[:2] for _ in range(n)]
     greedy = gen.generate(shared, max_new_tokens=16, batch_size=4)
-    assert gen.last_stats["prefill_prompts"] == 2  # one prefill per distinct prompt
+    assert gen.last_stats["prefills"] == 2  # one prefill per distinct prompt
     alone = [gen.generate([p], max_new_tokens=16, batch_size=4)[0] for p in PROMPTS[:2]]
     for i, o in enumerate(greedy):
         assert o.token_ids == alone[i // n].token_ids
