@@ -54,6 +54,7 @@ from beam_pipelines.publish import check_inputs, discard, existing_outputs, new_
 from beam_pipelines.sinks import (  # noqa: E402
     DEADLETTER_DIR,
     DEFAULT_RECORDS_PER_SHARD,
+    SHARD_WRITERS,
     STATS_NAME,
     WriteDeadLetters,
     WriteManifest,
@@ -110,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("output")
     out.add_argument("--records_per_shard", type=int, default=DEFAULT_RECORDS_PER_SHARD)
     out.add_argument("--split_by_language", action="store_true")
+    out.add_argument(
+        "--shard_writer",
+        choices=("auto", *SHARD_WRITERS),
+        default="auto",
+        help="per_group: one DoFn writes all shards of a group (fastest on one machine); "
+        "per_shard: one worker per shard (large groups on Dataflow); auto: per_group on the "
+        "DirectRunner, per_shard otherwise. The files are the same.",
+    )
     out.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bump down-sampling seed")
     out.add_argument("--overwrite", action="store_true", help="replace an existing output")
     return parser
@@ -189,9 +198,19 @@ def read_source(pipeline: beam.Pipeline, args: argparse.Namespace) -> dict[str, 
     return pipeline | "BigQuery" >> ReadBigQueryCommits(query)
 
 
+def resolve_shard_writer(choice: str, options: PipelineOptions) -> str:
+    """``auto`` -> ``per_group`` on the local runner (one machine: the fewest shuffles),
+    ``per_shard`` on any other (a shard per worker); an explicit choice is kept."""
+    if choice != "auto":
+        return choice
+    local = options.view_as(StandardOptions).runner in (None, "DirectRunner", "FnApiRunner")
+    return "per_group" if local else "per_shard"
+
+
 def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, output: str) -> None:
     """Add every transform of a run to ``pipeline``, writing under ``output``."""
     stages = ["commitpack"] + (["commitpackft"] if args.stage == "ft" else [])
+    shard_writer = resolve_shard_writer(args.shard_writer, pipeline.options)
     source = read_source(pipeline, args)
     commitpack = source["records"] | "CommitPack" >> CommitPackStage()
     dead = [source[DEAD]]
@@ -207,7 +226,7 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, output: st
     for stage, records in datasets.items():
         stage_dir = FileSystems.join(output, stage)
         shards = records | f"Write_{stage}" >> WriteTFRecordDataset(
-            stage_dir, stage, args.records_per_shard, args.split_by_language
+            stage_dir, stage, args.records_per_shard, args.split_by_language, shard_writer
         )
         shards | f"Manifest_{stage}" >> WriteManifest(stage_dir, stage, args.split_by_language)
     dead | "AllDead" >> beam.Flatten() | "DeadLetters" >> WriteDeadLetters(output)

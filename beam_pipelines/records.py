@@ -204,7 +204,8 @@ def masked_crc32c(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-def _frame(payload: bytes) -> bytes:
+def frame(payload: bytes) -> bytes:
+    """One TFRecord frame: length, its masked CRC, ``payload``, the payload's masked CRC."""
     header = _U64.pack(len(payload))
     return b"".join(
         (header, _U32.pack(masked_crc32c(header)), payload, _U32.pack(masked_crc32c(payload)))
@@ -215,7 +216,7 @@ def write_tfrecord_to(fileobj: BinaryIO, records: Iterable[Mapping[str, str]]) -
     """Write ``records`` as TFRecord-framed Examples into ``fileobj``; return how many."""
     count = 0
     for record in records:
-        fileobj.write(_frame(encode_example(record)))
+        fileobj.write(frame(encode_example(record)))
         count += 1
     return count
 

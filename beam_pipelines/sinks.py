@@ -1,10 +1,16 @@
 """Beam sinks: sharded TFRecord datasets with a manifest, dead letters, and the stats JSON.
 
-Shards are written with :func:`beam_pipelines.records.write_tfrecord_to` through Beam's
-``FileSystems`` (local disk or ``gs://``), so no TensorFlow is needed. The number of shards per
-group (the whole stage, or each language with ``split_by_language``) is ``ceil(count /
-records_per_shard)``, computed in the pipeline; a record's shard is a stable hash of its commit and
-path, so reruns over the same input put every record in the same shard file.
+Shards are written with :mod:`beam_pipelines.records` through Beam's ``FileSystems`` (local disk
+or ``gs://``), so no TensorFlow is needed. The number of shards per group (the whole stage, or each
+language with ``split_by_language``) is ``ceil(count / records_per_shard)``, computed in the
+pipeline; a record's shard is a stable hash of its commit and path, so reruns over the same input
+put every record in the same shard file.
+
+Two ways to get there, same files (see :class:`WriteTFRecordDataset`): ``per_shard`` counts each
+group, assigns shards through a side input and groups by shard, so every shard is written by its
+own worker (Dataflow); ``per_group`` groups the already-encoded records by group once and writes
+all of a group's shards in one DoFn: one shuffle instead of a count, a side-input barrier, a
+flatten and a shuffle, which is what a single-machine runner pays for per byte.
 """
 
 from __future__ import annotations
@@ -15,13 +21,19 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipelines.records import MANIFEST_NAME, SHARD_SUFFIX, write_tfrecord_to
+from beam_pipelines.records import (
+    MANIFEST_NAME,
+    SHARD_SUFFIX,
+    encode_example,
+    frame,
+    write_tfrecord_to,
+)
 from beam_pipelines.schema import FIELDS
 from beam_pipelines.stats import build_stats, check_accounting
 
@@ -40,9 +52,23 @@ def language_slug(lang: str) -> str:
     return slug or "unknown"
 
 
-def shard_index(record: dict[str, str], num_shards: int) -> int:
+SHARD_WRITERS = ("per_shard", "per_group")
+
+
+def shard_hash(record: Mapping[str, str]) -> int:
+    """Stable 64-bit hash of a record's commit and path (its shard is this modulo the count)."""
     digest = hashlib.md5(f"{record['commit']}\0{record['new_file']}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % num_shards
+    return int.from_bytes(digest[:8], "big")
+
+
+def shard_index(record: Mapping[str, str], num_shards: int) -> int:
+    """The shard (0 .. num_shards - 1) a record goes to."""
+    return shard_hash(record) % num_shards
+
+
+def num_shards_for(count: int, records_per_shard: int) -> int:
+    """``ceil(count / records_per_shard)``, at least one."""
+    return max(1, math.ceil(count / records_per_shard))
 
 
 def shard_relpath(stage: str, group: str, index: int, num_shards: int) -> str:
@@ -56,29 +82,82 @@ def _write_text(path: str, text: str) -> None:
         out.write(text.encode("utf-8"))
 
 
+def _write_shard(stage_dir: str, rel: str, write: Callable[[BinaryIO], int]) -> int:
+    """Write one shard through a ``.tmp`` file renamed into place; return its record count."""
+    final = FileSystems.join(stage_dir, *rel.split("/"))
+    tmp = final + ".tmp"
+    with FileSystems.create(tmp) as out:
+        count = write(out)
+    if FileSystems.exists(final):
+        FileSystems.delete([final])
+    FileSystems.rename([tmp], [final])
+    log.info("wrote %s (%d records)", final, count)
+    return count
+
+
+def _shard_info(rel: str, count: int, group: str) -> dict[str, Any]:
+    return {"path": rel, "num_records": count, "lang": None if group == ALL else group}
+
+
 class WriteShardFn(beam.DoFn):
-    """((group, index, num_shards), records-or-None) -> written shard info."""
+    """``per_shard``: ((group, index, num_shards), records-or-None) -> written shard info."""
 
     def __init__(self, stage_dir: str, stage: str):
         self.stage_dir = stage_dir
         self.stage = stage
 
-    def process(self, item):
+    def process(self, item: tuple[tuple[str, int, int], Iterable[Any]]) -> Iterator[dict]:
         (group, index, num_shards), values = item
         rel = shard_relpath(self.stage, group, index, num_shards)
-        final = FileSystems.join(self.stage_dir, *rel.split("/"))
-        tmp = final + ".tmp"
-        with FileSystems.create(tmp) as out:
-            count = write_tfrecord_to(out, (v for v in values if v is not None))
-        if FileSystems.exists(final):
-            FileSystems.delete([final])
-        FileSystems.rename([tmp], [final])
-        log.info("wrote %s (%d records)", final, count)
-        yield {"path": rel, "num_records": count, "lang": None if group == ALL else group}
+        records = (v for v in values if v is not None)
+        count = _write_shard(self.stage_dir, rel, lambda out: write_tfrecord_to(out, records))
+        yield _shard_info(rel, count, group)
+
+
+def encode_for_shard(record: Mapping[str, str]) -> tuple[int, bytes]:
+    """``per_group``: (shard hash, the record as a framed TFRecord Example), so the shuffle moves
+    one bytes object per record and the writer only concatenates."""
+    return shard_hash(record), frame(encode_example(record))
+
+
+class WriteGroupShardsFn(beam.DoFn):
+    """``per_group``: (group, [(shard hash, framed record)]) -> every shard of the group written
+    (``num_shards_for`` of its size, empty shards included), records in hash order."""
+
+    def __init__(self, stage_dir: str, stage: str, records_per_shard: int):
+        self.stage_dir = stage_dir
+        self.stage = stage
+        self.records_per_shard = records_per_shard
+
+    def process(self, item: tuple[str, Iterable[tuple[int, bytes]]]) -> Iterator[dict]:
+        group, values = item
+        values = sorted(values, key=lambda v: v[0])
+        num_shards = num_shards_for(len(values), self.records_per_shard)
+        shards: list[list[bytes]] = [[] for _ in range(num_shards)]
+        for digest, framed in values:
+            shards[digest % num_shards].append(framed)
+        for index, framed_records in enumerate(shards):
+            rel = shard_relpath(self.stage, group, index, num_shards)
+            count = _write_shard(self.stage_dir, rel, _concatenated(framed_records))
+            yield _shard_info(rel, count, group)
+
+
+def _concatenated(framed_records: list[bytes]) -> Callable[[BinaryIO], int]:
+    """A shard writer that writes already framed records in one call."""
+
+    def write(out: BinaryIO) -> int:
+        out.write(b"".join(framed_records))
+        return len(framed_records)
+
+    return write
 
 
 class WriteTFRecordDataset(beam.PTransform):
-    """Records -> ``<output>/<stage>/...tfrecord`` shards; returns the shard infos."""
+    """Records -> ``<output>/<stage>/...tfrecord`` shards; returns the shard infos.
+
+    ``shard_writer`` picks how (same files either way, see the module docstring): ``per_shard``
+    spreads the writing of one group over as many workers as it has shards (large groups on
+    Dataflow); ``per_group`` writes each group in one DoFn (one shuffle; a single machine)."""
 
     def __init__(
         self,
@@ -86,16 +165,36 @@ class WriteTFRecordDataset(beam.PTransform):
         stage: str,
         records_per_shard: int = DEFAULT_RECORDS_PER_SHARD,
         split_by_language: bool = False,
+        shard_writer: str = "per_shard",
     ):
         super().__init__()
         if records_per_shard <= 0:
             raise ValueError("records_per_shard must be positive")
+        if shard_writer not in SHARD_WRITERS:
+            raise ValueError(f"shard_writer must be one of {SHARD_WRITERS}, got {shard_writer!r}")
         self.stage_dir = stage_dir
         self.stage = stage
         self.records_per_shard = records_per_shard
         self.split_by_language = split_by_language
+        self.shard_writer = shard_writer
 
-    def expand(self, records):
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        split = self.split_by_language
+        if self.shard_writer == "per_group":
+            return (
+                records
+                | "EncodeRecords"
+                >> beam.Map(lambda r: (r["lang"] if split else ALL, encode_for_shard(r)))
+                | "GroupRecords" >> beam.GroupByKey()
+                | "WriteGroupShards"
+                >> beam.ParDo(
+                    WriteGroupShardsFn(self.stage_dir, self.stage, self.records_per_shard)
+                )
+            )
+        return self._expand_per_shard(records)
+
+    def _expand_per_shard(self, records: beam.PCollection) -> beam.PCollection:
+        """Count per group, shard count as a side input, group by shard, write each shard."""
         split = self.split_by_language
         rps = self.records_per_shard
         keyed = records | "Group" >> beam.Map(lambda r: (r["lang"] if split else ALL, r))
@@ -103,7 +202,7 @@ class WriteTFRecordDataset(beam.PTransform):
             keyed
             | "GroupKeys" >> beam.Keys()
             | "CountPerGroup" >> beam.combiners.Count.PerElement()
-            | "NumShards" >> beam.MapTuple(lambda g, n: (g, max(1, math.ceil(n / rps))))
+            | "NumShards" >> beam.MapTuple(lambda g, n: (g, num_shards_for(n, rps)))
         )
 
         def assign(item, num_shards):

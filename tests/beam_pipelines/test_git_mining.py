@@ -10,6 +10,7 @@ import pytest
 from beam_pipelines import filters_commitpack as cp
 from beam_pipelines import filters_ft as ft
 from beam_pipelines.git_mining import (
+    BlobReader,
     RepoSpec,
     default_repo_name,
     detect_repo_license,
@@ -184,3 +185,17 @@ def test_project_history_is_mined(tokenizer_dir):
     ]
     assert len(labels) == n  # exactly one outcome per commit of `git rev-list HEAD`
     assert all(label for label in labels)
+
+
+def test_blob_reader_reads_several_blobs_with_one_request(git_repo):
+    """read_many answers in request order; a skipped oversize blob does not shift the others."""
+    repo = git_repo("blobs")
+    repo.commit("Add files", {"small.txt": "tiny\n", "big.txt": "x" * 5000 + "\n"})
+    shas = [repo.git("rev-parse", f"HEAD:{name}").strip() for name in ("small.txt", "big.txt")]
+    blobs = BlobReader(str(repo.path))
+    try:
+        answers = blobs.read_many([shas[0], shas[1], shas[0]], max_bytes=100)
+        assert answers == [(b"tiny\n", 5), (None, 5001), (b"tiny\n", 5)]
+        assert blobs.read(shas[1], max_bytes=10_000) == (b"x" * 5000 + b"\n", 5001)
+    finally:
+        blobs.close()

@@ -275,3 +275,81 @@ def test_existing_output_needs_overwrite(tmp_path, git_repo, capsys):
         == 0
     )
     assert load_stats(out)["input"]["total"] == 1
+
+
+def _dataset_files(out: Path) -> dict[str, object]:
+    """Every shard's records (as a sorted list), every manifest without its time, stats.json."""
+    files: dict[str, object] = {}
+    for path in sorted(out.rglob("*")):
+        rel = str(path.relative_to(out))
+        if path.suffix == ".tfrecord":
+            files[rel] = sorted(json.dumps(r, sort_keys=True) for r in iter_tfrecord(path))
+        elif path.name == "manifest.json":
+            files[rel] = {k: v for k, v in json.loads(path.read_text()).items() if k != "created"}
+        elif path.name == "stats.json":
+            files[rel] = {k: v for k, v in json.loads(path.read_text()).items() if k != "run"}
+    return files
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_shard_writers_write_the_same_files(repos, tokenizer_dir, tmp_path, split):
+    """per_group (the local default) and per_shard (Dataflow's) write the same shards, records,
+    manifests and stats, empty shards included."""
+    alpha, _, fork, gpl = repos
+    outputs = {}
+    for writer in ("per_group", "per_shard"):
+        out = tmp_path / writer
+        argv = ["--source", "git", "--repos", f"{alpha.path} octo/alpha", f"{fork} x/fork"]
+        argv += [str(gpl.path), "--output", str(out), "--stage", "ft", "--tokenizer"]
+        argv += [tokenizer_dir, "--records_per_shard", "2", "--shard_writer", writer]
+        assert run(argv + (["--split_by_language"] if split else [])) == 0
+        outputs[writer] = _dataset_files(out)
+    per_group, per_shard = outputs["per_group"], outputs["per_shard"]
+    assert per_group == per_shard
+    shards = [k for k in per_group if k.endswith(".tfrecord")]
+    assert len(shards) >= 3
+    assert (
+        sum(len(per_group[k]) for k in shards if k.startswith("commitpack/"))
+        == (per_group["commitpack/manifest.json"]["num_records"])
+    )
+
+
+@pytest.mark.parametrize(
+    ("choice", "runner", "want"),
+    [
+        ("auto", "DirectRunner", "per_group"),
+        ("auto", "DataflowRunner", "per_shard"),
+        ("per_shard", "DirectRunner", "per_shard"),
+        ("per_group", "DataflowRunner", "per_group"),
+    ],
+)
+def test_shard_writer_choice(choice, runner, want):
+    options = commitpack.pipeline_options(["--runner", runner])
+    assert commitpack.resolve_shard_writer(choice, options) == want
+
+
+def test_group_writer_writes_empty_shards_and_hash_order(tmp_path):
+    """Three records, one per shard wanted: two hash to the same shard, so one shard is empty
+    and still written; each record is in the shard ``shard_index`` names."""
+    from beam_pipelines.sinks import WriteGroupShardsFn, encode_for_shard, shard_index
+
+    def record(i: int) -> dict[str, str]:
+        return {f: (f"c{i}" if f == "commit" else f"{f} {i}") for f in FIELDS}
+
+    candidates = [record(i) for i in range(50)]
+    first = candidates[0]
+    twin = next(r for r in candidates[1:] if shard_index(r, 3) == shard_index(first, 3))
+    records = [
+        first,
+        twin,
+        next(r for r in candidates if shard_index(r, 3) != shard_index(first, 3)),
+    ]
+    fn = WriteGroupShardsFn(str(tmp_path), "commitpack", records_per_shard=1)
+    infos = list(fn.process(("all", [encode_for_shard(r) for r in records])))
+    assert [i["path"] for i in infos] == [f"commitpack-0000{k}-of-00003.tfrecord" for k in range(3)]
+    assert sorted(i["num_records"] for i in infos) == [0, 1, 2]
+    for k, info in enumerate(infos):
+        got = list(iter_tfrecord(tmp_path / info["path"]))
+        assert got == sorted(
+            (r for r in records if shard_index(r, 3) == k), key=lambda r: shard_index(r, 2**64)
+        )

@@ -84,7 +84,7 @@ def test_length_crc_mismatch(tmp_path):
 def test_not_an_example_is_reported(tmp_path):
     path = tmp_path / "bad.tfrecord"
     with open(path, "wb") as fileobj:
-        fileobj.write(records._frame(b"\xff\xff\xff"))
+        fileobj.write(records.frame(b"\xff\xff\xff"))
     with pytest.raises(records.TFRecordCorruptError, match="bad.tfrecord: record 0"):
         list(records.iter_tfrecord(path))
 
