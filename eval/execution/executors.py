@@ -143,8 +143,12 @@ class GoExecutor(Executor):
 
     def prepare_batch(self, programs: list[Program], slot: Slot) -> None:
         """Compile, vet and link the programs that may share test binaries (see go_batch)."""
-        self.batch = GoBatch(self.settings, slot.root.parent / "go-batch")
-        self.batch.build(programs, slot)
+        batch = GoBatch(self.settings, slot.root.parent / "go-batch")
+        try:
+            batch.build(programs, slot)
+        except (OSError, ValueError, sandbox.SandboxError):
+            return  # a batch is only a shortcut: every program runs the standard way instead
+        self.batch = batch
 
     def _cache(self, slot: Slot) -> Path:
         """The slot's own copy of the warm template cache (writable only by the slot's uid)."""

@@ -90,6 +90,7 @@ class GoBatch:
             for k in chunk:
                 tests = tuple(f"{name}__p{k}" for name in accepted[k])
                 self.entries[sources[k]] = BatchEntry(binary, k, tests)
+        _reclaim(self.root)
 
     def _layout(self, slot: Slot) -> None:
         """gopath/src/ob (packages), bin, tmp and a copy of the warm build cache, all the slot's."""
@@ -185,3 +186,13 @@ class GoBatch:
                             env=sandbox.base_env(self.root, self._env()),
                             sandbox=self.settings.sandbox)  # fmt: skip
         return binary if probe.returncode == 0 else None
+
+
+def _reclaim(root: Path) -> None:
+    """Take the built tree back from the slot's uid: samples later run as that uid (in slot 0)
+    must not be able to replace a binary other programs run from, sandbox or not."""
+    uid = os.geteuid()
+    for dirpath, _dirs, files in os.walk(root):
+        os.chown(dirpath, uid, uid)
+        for name in files:
+            os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)

@@ -182,3 +182,85 @@ def test_hostile_programs_are_contained(tmp_path, listener):
     assert not (Path(__file__).resolve().parents[2] / ("HOSTILE_" + tag)).exists()
     assert hits == []
     assert elapsed < 120
+
+
+def _go_test(body: str, imports: tuple[str, ...]) -> str:
+    lines = "".join(
+        f'    "{i}"\n' for i in ("testing", "github.com/stretchr/testify/assert", *imports)
+    )
+    return f"package main\n\nimport (\n{lines})\n\n" + textwrap.dedent(body)
+
+
+def test_hostile_go_programs_in_shared_binaries(tmp_path, listener):
+    """Go programs batched into one test binary are still contained one by one, and a program
+    that attacks the shared binary cannot change the verdicts of the others."""
+    if missing_for("go"):
+        pytest.skip("toolchains missing: bash eval/setup_toolchains.sh")
+    port, hits = listener
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    marker = f"907.{uuid.uuid4().int % 997}"
+    hostile = {
+        "go_daemon": _go_test(
+            f"""
+            func TestD(t *testing.T) {{
+                cmd := exec.Command("/bin/sleep", "{marker}")
+                cmd.SysProcAttr = &syscall.SysProcAttr{{Setsid: true}}
+                assert.Nil(t, cmd.Start())
+                t.Fatal("hostile")
+            }}
+            """,
+            ("os/exec", "syscall"),
+        ),
+        "go_write_outside": _go_test(
+            f"""
+            func TestW(t *testing.T) {{
+                _ = os.WriteFile({str(victim)!r}, []byte("owned"), 0o644)
+                t.Fatal("hostile")
+            }}
+            """.replace("'", '"'),
+            ("os",),
+        ),
+        "go_network": _go_test(
+            f"""
+            func TestN(t *testing.T) {{
+                c, err := net.Dial("tcp", "127.0.0.1:{port}")
+                if err == nil {{ c.Close() }}
+                t.Fatal("hostile")
+            }}
+            """,
+            ("net",),
+        ),
+        "go_tamper_binary": _go_test(
+            """
+            func TestT(t *testing.T) {
+                _ = os.WriteFile(os.Args[0], []byte("#!/bin/sh\\nexit 0\\n"), 0o755)
+                _ = os.Remove(os.Args[0])
+                t.Fatal("hostile")
+            }
+            """,
+            ("os",),
+        ),
+    }
+    fine = {
+        f"go_fine_{i}": _go_test(
+            f"""
+            func Twice{i}(x int) int {{ return 2 * x }}
+            func TestTwice{i}(t *testing.T) {{ assert.Equal(t, {2 * i}, Twice{i}({i})) }}
+            """,
+            (),
+        )
+        for i in range(1, 5)
+    }
+    programs = [Program("go", src, name) for name, src in {**hostile, **fine}.items()]
+    programs += [Program("go", fine["go_fine_1"].replace("2 * x", "3 * x"), "go_wrong")]
+    results = {r.key: r for r in run_programs(programs, settings=Settings(timeouts=TIMEOUTS, sandbox=bwrap_usable()),
+                                              progress=False, workers=2)}  # fmt: skip
+    for name in hostile:
+        assert not results[name].passed and results[name].status != "error", results[name]
+    assert all(results[name].passed for name in fine), results
+    assert not results["go_wrong"].passed
+    time.sleep(0.5)
+    assert _markers_alive([marker]) == []
+    assert victim.read_text() == "untouched"
+    assert hits == []
