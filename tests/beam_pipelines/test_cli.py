@@ -148,3 +148,18 @@ def test_real_history_content_duplicates_and_accounting(tmp_path, tokenizer_dir)
     assert stats["input"]["total"] == 5572 and stats["accounting"]["ok"]
     assert stats["commitpack"]["dropped"]["by_reason"]["multi_file"] > 1000
     assert stats["commitpack"]["kept"] > 2000
+
+
+def test_a_run_does_not_import_ipython(tmp_path, git_repo):
+    """Beam's IPython probe is answered without importing IPython (a fixed 1.5 s per process)."""
+    repo = git_repo("tiny")
+    repo.commit("Add the module", {"LICENSE": "MIT License\n", "m.py": "x = 1\n"})
+    repo.commit("Change the value of x", {"m.py": "x = 2\n"})
+    code = (
+        "import sys; from beam_pipelines import commitpack; "
+        f"rc = commitpack.main(['--source', 'git', '--repos', {str(repo.path)!r}, "
+        f"'--output', {str(tmp_path / 'out')!r}]); "
+        "print('ipython' if 'IPython' in sys.modules else 'no-ipython', rc)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-2:] == ["no-ipython", "0"]
