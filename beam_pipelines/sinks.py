@@ -205,7 +205,9 @@ class WriteTFRecordDataset(beam.PTransform):
             | "NumShards" >> beam.MapTuple(lambda g, n: (g, num_shards_for(n, rps)))
         )
 
-        def assign(item, num_shards):
+        def assign(
+            item: tuple[str, dict[str, str]], num_shards: dict[str, int]
+        ) -> tuple[tuple[str, int, int], dict[str, str]]:
             group, record = item
             n = num_shards[group]
             return (group, shard_index(record, n), n), record
@@ -258,7 +260,7 @@ class WriteManifest(beam.PTransform):
     def expand(self, shard_infos):
         stage_dir, stage, split = self.stage_dir, self.stage, self.split_by_language
 
-        def write(shards):
+        def write(shards: list[dict[str, Any]]) -> dict[str, Any]:
             manifest = build_manifest(stage, shards, split)
             _write_text(FileSystems.join(stage_dir, MANIFEST_NAME), json.dumps(manifest, indent=2))
             return manifest
@@ -283,7 +285,7 @@ class WriteStats(beam.PTransform):
     def expand(self, events):
         output_dir, stages, run_info = self.output_dir, self.stages, self.run_info
 
-        def write(counts):
+        def write(counts: Iterable[tuple[tuple[str, ...], int]]) -> dict[str, Any]:
             stats = build_stats(counts, stages)
             stats["run"] = run_info
             _write_text(FileSystems.join(output_dir, STATS_NAME), json.dumps(stats, indent=2))

@@ -17,7 +17,7 @@ import logging
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -64,13 +64,13 @@ class _CountingDoFn(beam.DoFn):
     """A DoFn that counts its events per bundle and emits ``(event, count)`` pairs at the end
     of the bundle (far fewer elements than one per event, which the DirectRunner pays for)."""
 
-    def start_bundle(self):
+    def start_bundle(self) -> None:
         self._events: Counter = Counter()
 
     def _event(self, event: tuple[str, ...]) -> None:
         self._events[event] += 1
 
-    def finish_bundle(self):
+    def finish_bundle(self) -> Iterator[beam.pvalue.TaggedOutput]:
         for event, n in self._events.items():
             name = _metric_name(event)
             if name is not None:
@@ -183,7 +183,8 @@ class ParseBigQueryRowFn(_CountingDoFn):
             yield from _emit_dead(self, "source", payload)
 
 
-def _split(pcoll_tuple) -> dict[str, beam.PCollection]:
+def _split(pcoll_tuple: beam.pvalue.DoOutputsTuple) -> dict[str, beam.PCollection]:
+    """A ParDo's tagged outputs as the ``records``/``dead``/``events`` dict of every source."""
     return {"records": pcoll_tuple[None], DEAD: pcoll_tuple[DEAD], EVENTS: pcoll_tuple[EVENTS]}
 
 
