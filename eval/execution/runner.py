@@ -37,6 +37,39 @@ def straggler_after(settings: Settings, language: str) -> float:
     return max(3.0, 0.1 * settings.timeouts[language])
 
 
+def _check_request(programs: list[Program], settings: Settings) -> None:
+    """Fail early on a sandbox that cannot work here or a language without an executor."""
+    if settings.sandbox and not sandbox.bwrap_usable():
+        raise toolchains.ToolchainError(
+            f"bubblewrap is missing or unusable here; run {toolchains.SETUP_SCRIPT} "
+            "or pass Settings(sandbox=False) to rely on uids, rlimits and process-group kills only"
+        )
+    languages = sorted({p.language for p in programs})
+    unknown = [lang for lang in languages if lang not in EXECUTORS]
+    if unknown:
+        raise ValueError(f"unknown language(s) {unknown}; expected one of {sorted(EXECUTORS)}")
+
+
+def _answer_from_cache(
+    programs: list[Program],
+    settings: Settings,
+    cache: ResultCache | None,
+    results: list[ExecResult | None],
+    keys: list[str | None],
+) -> list[int]:
+    """Fill `results` (and `keys`) from the cache; return the indices still to run."""
+    todo: list[int] = []
+    for i, program in enumerate(programs):
+        if cache is not None:
+            keys[i] = cache_key(program, settings, EXECUTOR_VERSION)
+            hit = cache.get(keys[i], program.key)
+            if hit is not None:
+                results[i] = hit
+                continue
+        todo.append(i)
+    return todo
+
+
 def run_programs(
     programs: list[Program],
     *,
@@ -51,27 +84,11 @@ def run_programs(
     faulting, looping or attacking the machine get a failing status; the run goes on.
     """
     settings = settings or Settings(sandbox=sandbox.bwrap_usable())
-    if settings.sandbox and not sandbox.bwrap_usable():
-        raise toolchains.ToolchainError(
-            f"bubblewrap is missing or unusable here; run {toolchains.SETUP_SCRIPT} "
-            "or pass Settings(sandbox=False) to rely on uids, rlimits and process-group kills only"
-        )
-    languages = sorted({p.language for p in programs})
-    unknown = [lang for lang in languages if lang not in EXECUTORS]
-    if unknown:
-        raise ValueError(f"unknown language(s) {unknown}; expected one of {sorted(EXECUTORS)}")
+    _check_request(programs, settings)
     cache = ResultCache(cache_dir) if cache_dir is not None else None
     results: list[ExecResult | None] = [None] * len(programs)
     keys: list[str | None] = [None] * len(programs)
-    todo: list[int] = []
-    for i, program in enumerate(programs):
-        if cache is not None:
-            keys[i] = cache_key(program, settings, EXECUTOR_VERSION)
-            hit = cache.get(keys[i], program.key)
-            if hit is not None:
-                results[i] = hit
-                continue
-        todo.append(i)
+    todo = _answer_from_cache(programs, settings, cache, results, keys)
     bar = tqdm(total=len(programs), initial=len(programs) - len(todo), disable=not progress,
                desc="executing", unit="prog", dynamic_ncols=True)  # fmt: skip
     if todo:
