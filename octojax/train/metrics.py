@@ -96,8 +96,8 @@ class DelayedMetrics:
     """Fetches a step's metrics only after the next step was dispatched, so the host never waits
     for the device between steps: at most one step's metrics are pending at any time."""
 
-    def __init__(self, make_record, sink):
-        self.make_record, self.sink = make_record, sink
+    def __init__(self, make_record, sink, fetch=jax.device_get):
+        self.make_record, self.sink, self.fetch = make_record, sink, fetch
         self.pending: tuple | None = None  # (step, device metrics, batch shape)
         self.losses: list[float] = []
 
@@ -114,7 +114,7 @@ class DelayedMetrics:
 
     def _emit(self, item: tuple) -> None:
         step, device_metrics, shape = item
-        record = self.make_record(step, jax.device_get(device_metrics), shape)
+        record = self.make_record(step, self.fetch(device_metrics), shape)
         self.losses.append(record["loss"])
         self.sink(record)
 
