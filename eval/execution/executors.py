@@ -6,7 +6,7 @@
 | js       | node test.js, js-md5 on NODE_PATH                              | exit 0, no stdout/stderr |
 | java     | long-lived in-process javac (JavaCompileServer), fresh JVM run | java Main exits 0        |
 | go       | shared test binaries (go_batch.py), else go test main_test.go | exit 0 (build, vet, tests) |
-| rust     | crates built once; rustc check + rustc --test, linked directly | test binary exits 0      |
+| rust     | shared test binary (rust_batch.py), else rustc check + --test | test binary exits 0      |
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from pathlib import Path
 from eval.execution import sandbox, toolchains
 from eval.execution.base import ExecResult, Program, Settings, Slot, tail
 from eval.execution.go_batch import BatchEntry, GoBatch
+from eval.execution.rust_batch import RustBatch, RustEntry
 from eval.programs import PYTHON_IMPORTS
 
-EXECUTOR_VERSION = "2"  # 2: Go programs through shared test binaries
+EXECUTOR_VERSION = "3"  # 2: Go programs through shared test binaries; 3: Rust ones too
 
 
 def _result(
@@ -212,13 +213,31 @@ class RustExecutor(Executor):
         self.compile_as_root = not toolchains._usable_by_others(self.rustc)
         self.externs = toolchains.rust_externs()
         self.ro = (str(toolchains.rust_dir()),)
+        self.batch: RustBatch | None = None
 
-    def run(self, program: Program, slot: Slot) -> ExecResult:
-        workdir = slot.new_workdir(None if self.compile_as_root else sandbox.ROLE_RUN)
-        start = time.monotonic()
+    def _env(self) -> dict[str, str]:
         env = {"RUST_BACKTRACE": "0"}
         if self.settings.rand_seed is not None:
             env["OCTOJAX_RAND_SEED"] = str(self.settings.rand_seed)
+        return env
+
+    def prepare_batch(self, programs: list[Program], slot: Slot) -> None:
+        """Check and build the programs that may share one test binary (see rust_batch)."""
+        batch = RustBatch(self.settings, slot.root.parent / "rust-batch", self.rustc, self.externs,
+                          compile_as_root=self.compile_as_root, env=self._env())  # fmt: skip
+        try:
+            batch.build(programs, slot)
+        except (OSError, ValueError, sandbox.SandboxError):
+            return  # a batch is only a shortcut: every program runs the standard way instead
+        self.batch = batch
+
+    def run(self, program: Program, slot: Slot) -> ExecResult:
+        entry = self.batch.lookup(program) if self.batch is not None else None
+        if entry is not None:
+            return self._run_batched(program, entry, slot)
+        workdir = slot.new_workdir(None if self.compile_as_root else sandbox.ROLE_RUN)
+        start = time.monotonic()
+        env = self._env()
         try:
             (workdir / "test.rs").write_text(program.source, encoding="utf-8")
             common = [
@@ -249,6 +268,22 @@ class RustExecutor(Executor):
                 return ExecResult(program.key, False, "compile_error", tail(built.stderr or built.stdout),
                                   time.monotonic() - start)  # fmt: skip
             ran = self._sandboxed(["./test_bin"], slot, workdir, timeout=self.timeout, env=env)
+            return _result(program, ran, seconds=time.monotonic() - start, passed_rule=_exit_zero)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _run_batched(self, program: Program, entry: RustEntry, slot: Slot) -> ExecResult:
+        """The program's tests from the shared binary: its own process, sandbox and timeout."""
+        workdir = slot.new_workdir()
+        start = time.monotonic()
+        try:
+            (workdir / "test.rs").write_text(program.source, encoding="utf-8")
+            ran = self._sandboxed(entry.argv(), slot, workdir, timeout=self.timeout, env=self._env(),
+                                  ro_binds=(str(entry.binary.parent),))  # fmt: skip
+            ran.stdout, ran.stderr = (
+                entry.restore_names(ran.stdout),
+                entry.restore_names(ran.stderr),
+            )
             return _result(program, ran, seconds=time.monotonic() - start, passed_rule=_exit_zero)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
