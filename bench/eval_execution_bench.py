@@ -133,6 +133,14 @@ def build_programs(languages, fields, limit):
     return programs
 
 
+def loadavg() -> str:
+    """The machine's load average (`/proc/loadavg`): the figures only compare within one run."""
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--languages", nargs="+", default=LANGS)
@@ -149,6 +157,8 @@ def main() -> None:
         "limit": args.limit,
     }
     toolchains.prepare(args.languages)  # one-time artefacts, outside the timing
+    report["loadavg_start"] = loadavg()
+    print(f"load average at start: {report['loadavg_start']}", flush=True)
 
     settings = Settings(
         timeouts=dict(DEFAULT_TIMEOUTS), sandbox=bwrap_usable(), rand_seed=int(SEED)
@@ -204,6 +214,8 @@ def main() -> None:
             f"TOTAL fast {tf:.1f} s, harness-style {th:.1f} s, speed-up {th / tf:.2f}x, "
             f"verdict mismatches: {mismatches}"
         )
+    report["loadavg_end"] = loadavg()
+    print(f"load average at end: {report['loadavg_end']}", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
 
