@@ -70,6 +70,95 @@ def _answer_from_cache(
     return todo
 
 
+def _start_executors(languages: list[str], settings: Settings) -> dict[str, Executor]:
+    """One prepared executor per language (toolchains checked, shared artefacts built)."""
+    toolchains.check_toolchains(languages)
+    executors: dict[str, Executor] = {}
+    for lang in languages:
+        executors[lang] = EXECUTORS[lang](settings)
+        executors[lang].prepare()
+    return executors
+
+
+class _Workers:
+    """The worker slots of one run and the CPU tokens that bound fresh programs.
+
+    Tokens number `n_workers`; slots (sandbox roots, uids, warm helpers) twice that, so up to
+    `n_workers` stragglers can wait out their timeouts while fresh programs keep both cores busy.
+    """
+
+    def __init__(self, n_workers: int, n_slots: int, settings: Settings):
+        self.settings = settings
+        self.tokens = threading.Semaphore(n_workers)
+        self.lock = threading.Lock()
+        self.base = Path(tempfile.mkdtemp(prefix="octojax-exec-"))
+        os.chmod(self.base, 0o755)
+        self.all_slots = [Slot(i, make_slot_root(i, self.base)) for i in range(n_slots)]
+        self.free: queue.Queue[Slot] = queue.Queue()
+        for slot in self.all_slots:
+            self.free.put(slot)
+
+    def run_one(self, executor: Executor, program: Program) -> ExecResult:
+        """Run `program` in a free slot holding a token until done or straggling; never raises."""
+        self.tokens.acquire()
+        released = threading.Event()
+
+        def release_token() -> None:
+            with self.lock:
+                if not released.is_set():
+                    released.set()
+                    self.tokens.release()
+
+        timer = threading.Timer(straggler_after(self.settings, program.language), release_token)
+        timer.daemon = True
+        timer.start()
+        slot = self.free.get()
+        start = time.monotonic()
+        try:
+            return executor.run(program, slot)
+        except Exception as exc:  # noqa: BLE001 - a sandbox fault must not stop the run
+            return ExecResult(program.key, False, "error",
+                              f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}",
+                              time.monotonic() - start)  # fmt: skip
+        finally:
+            timer.cancel()
+            release_token()
+            self.free.put(slot)
+
+    def close(self) -> None:
+        for slot in self.all_slots:
+            slot.close()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _execute(
+    programs: list[Program],
+    todo: list[int],
+    settings: Settings,
+    workers: int | None,
+    on_result,
+) -> None:
+    """Run programs[i] for i in `todo` in parallel; `on_result(i, result)` as each finishes."""
+    needed = sorted({programs[i].language for i in todo})
+    executors = _start_executors(needed, settings)
+    n_workers = max(1, min(workers or default_workers(), len(todo)))
+    pool_slots = _Workers(n_workers, min(2 * n_workers, len(todo)), settings)
+    try:
+        for lang, executor in executors.items():
+            batch = [programs[i] for i in todo if programs[i].language == lang]
+            executor.prepare_batch(batch, pool_slots.all_slots[0])
+        # Interleave languages so both workers stay busy and slow compilers overlap fast ones.
+        order = sorted(todo, key=lambda i: (programs[i].language, i))
+
+        def work(i: int) -> None:
+            on_result(i, pool_slots.run_one(executors[programs[i].language], programs[i]))
+
+        with ThreadPoolExecutor(max_workers=len(pool_slots.all_slots)) as pool:
+            list(pool.map(work, order))
+    finally:
+        pool_slots.close()
+
+
 def run_programs(
     programs: list[Program],
     *,
@@ -91,71 +180,16 @@ def run_programs(
     todo = _answer_from_cache(programs, settings, cache, results, keys)
     bar = tqdm(total=len(programs), initial=len(programs) - len(todo), disable=not progress,
                desc="executing", unit="prog", dynamic_ncols=True)  # fmt: skip
+    bar_lock = threading.Lock()
+
+    def on_result(i: int, result: ExecResult) -> None:
+        results[i] = result
+        if cache is not None:
+            cache.put(keys[i], result)
+        with bar_lock:
+            bar.update(1)
+
     if todo:
-        needed = sorted({programs[i].language for i in todo})
-        toolchains.check_toolchains(needed)
-        executors: dict[str, Executor] = {}
-        for lang in needed:
-            executors[lang] = EXECUTORS[lang](settings)
-            executors[lang].prepare()
-        n_workers = max(1, min(workers or default_workers(), len(todo)))
-        # CPU tokens bound the programs that run fresh at once; slots (sandbox roots, uids, warm
-        # helpers) number twice that, so up to n_workers stragglers can wait out their timeouts.
-        tokens = threading.Semaphore(n_workers)
-        n_slots = min(2 * n_workers, len(todo))
-        base = Path(tempfile.mkdtemp(prefix="octojax-exec-"))
-        os.chmod(base, 0o755)
-        slots: queue.Queue[Slot] = queue.Queue()
-        all_slots = [Slot(i, make_slot_root(i, base)) for i in range(n_slots)]
-        for slot in all_slots:
-            slots.put(slot)
-        for lang, executor in executors.items():
-            executor.prepare_batch(
-                [programs[i] for i in todo if programs[i].language == lang], all_slots[0]
-            )
-        lock = threading.Lock()
-        # Interleave languages so both workers stay busy and slow compilers overlap fast ones.
-        order = sorted(todo, key=lambda i: (programs[i].language, i))
-
-        def work(i: int) -> None:
-            program = programs[i]
-            tokens.acquire()
-            released = threading.Event()
-
-            def release_token() -> None:
-                with lock:
-                    if not released.is_set():
-                        released.set()
-                        tokens.release()
-
-            timer = threading.Timer(straggler_after(settings, program.language), release_token)
-            timer.daemon = True
-            timer.start()
-            slot = slots.get()
-            try:
-                start = time.monotonic()
-                try:
-                    result = executors[program.language].run(program, slot)
-                except Exception as exc:  # noqa: BLE001 - a sandbox fault must not stop the run
-                    result = ExecResult(program.key, False, "error",
-                                        f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}",
-                                        time.monotonic() - start)  # fmt: skip
-                results[i] = result
-                if cache is not None:
-                    cache.put(keys[i], result)
-            finally:
-                timer.cancel()
-                release_token()
-                slots.put(slot)
-                with lock:
-                    bar.update(1)
-
-        try:
-            with ThreadPoolExecutor(max_workers=n_slots) as pool:
-                list(pool.map(work, order))
-        finally:
-            for slot in all_slots:
-                slot.close()
-            shutil.rmtree(base, ignore_errors=True)
+        _execute(programs, todo, settings, workers, on_result)
     bar.close()
     return results  # type: ignore[return-value]
