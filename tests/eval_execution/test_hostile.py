@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from eval.execution import DEFAULT_TIMEOUTS, Program, Settings, run_programs
+from eval.execution.rust_batch import admissible
 from eval.execution.sandbox import bwrap_usable
 from eval.execution.toolchains import missing_for
 
@@ -262,5 +263,62 @@ def test_hostile_go_programs_in_shared_binaries(tmp_path, listener):
     assert not results["go_wrong"].passed
     time.sleep(0.5)
     assert _markers_alive([marker]) == []
+    assert victim.read_text() == "untouched"
+    assert hits == []
+
+
+def _rust_test(body: str) -> str:
+    return "fn main(){}\n\n#[cfg(test)]\nmod tests {\n" + textwrap.dedent(body) + "}\n"
+
+
+def test_hostile_rust_programs_in_shared_binaries(tmp_path, listener):
+    """Rust programs batched into one test binary are still contained one by one, and a program
+    that attacks the shared binary (found by walking /tmp) cannot change the others' verdicts."""
+    if missing_for("rust"):
+        pytest.skip("toolchains missing: bash eval/setup_toolchains.sh")
+    port, hits = listener
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    tamper = """
+        fn walk(dir: String, depth: u32) {
+            if depth > 4 { return; }
+            if let Ok(rd) = std::fs::read_dir(&dir) { for e in rd.flatten() {
+                let p = e.path().to_string_lossy().to_string();
+                if p.ends_with("batch_test") { let _ = std::fs::write(&p, b"#!/bin/sh\\nexit 0\\n");
+                                               let _ = std::fs::remove_file(&p); }
+                walk(p, depth + 1);
+            } }
+        }
+        #[test] fn t() { walk("/tmp".to_string(), 0); assert!(false); }
+    """
+    hostile = {
+        "rs_write_outside": _rust_test(
+            f'#[test] fn t() {{ let _ = std::fs::write("{victim}", "owned"); assert!(false); }}'
+        ),
+        "rs_network": _rust_test(
+            f'#[test] fn t() {{ let _ = std::net::TcpStream::connect("127.0.0.1:{port}"); assert!(false); }}'
+        ),
+        "rs_memory_hog": _rust_test(
+            "#[test] fn t() { let v: Vec<Vec<u8>> = (0..64).map(|_| vec![1u8; 1 << 30]).collect();"
+            " assert!(v.len() == 0); }"
+        ),
+        "rs_loop": _rust_test("#[test] fn t() { loop { std::hint::black_box(1); } }"),
+        "rs_tamper_binary": _rust_test(tamper),
+    }
+    fine = {
+        f"rs_fine_{i}": _rust_test(f"#[test] fn t{i}() {{ assert_eq!(2 * {i}, {2 * i}); }}")
+        for i in range(1, 5)
+    }
+    assert all(admissible(src) for src in hostile.values())  # all of them share the binary
+    programs = [Program("rust", src, name) for name, src in {**hostile, **fine}.items()]
+    programs += [Program("rust", fine["rs_fine_1"].replace("2 * 1", "3 * 1"), "rs_wrong")]
+    settings = Settings(timeouts=dict(TIMEOUTS, rust=8.0), sandbox=bwrap_usable())
+    results = {
+        r.key: r for r in run_programs(programs, settings=settings, progress=False, workers=2)
+    }
+    for name in hostile:
+        assert not results[name].passed and results[name].status != "error", results[name]
+    assert all(results[name].passed for name in fine), results
+    assert not results["rs_wrong"].passed
     assert victim.read_text() == "untouched"
     assert hits == []
