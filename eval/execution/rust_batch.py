@@ -50,7 +50,7 @@ FORBIDDEN = frozenset(
         "link_section",
         "link",
         "link_name",
-                "global_allocator",
+        "global_allocator",
         "panic_handler",
         "proc_macro",
         "env",
