@@ -257,18 +257,20 @@ def _generate_task(
     out = Path(g.output.output_dir)
     final = out / harness_filename(task.harness_name)
     checkpoint = out / harness_filename(task.harness_name + "_intermediate")
-    if checkpoint.exists() and not g.resume:
+    writer = _is_writer(g.generator)  # multi-host: every process generates, process 0 writes
+    if checkpoint.exists() and not g.resume and writer:
         checkpoint.unlink()
     config = replace(g.sampling, n_samples=n_samples)
     raw: list[list[str]] = []
     resumed = checkpoint.exists()
     rows = generate_rows(g.generator, task, entries, config, progress=g.output.progress,
-                         checkpoint_path=checkpoint, raw_rows=raw)  # fmt: skip
-    save_generations(final, rows)
-    if not resumed:
-        save_generations(out / harness_filename(task.harness_name, stem="generations_raw"), raw)
-    checkpoint.unlink(missing_ok=True)
-    _say(g.output, f"{task.harness_name}: {len(rows)} rows x {n_samples} samples -> {final}")
+                         checkpoint_path=checkpoint if writer else None, raw_rows=raw)  # fmt: skip
+    if writer:
+        save_generations(final, rows)
+        if not resumed:
+            save_generations(out / harness_filename(task.harness_name, stem="generations_raw"), raw)
+        checkpoint.unlink(missing_ok=True)
+        _say(g.output, f"{task.harness_name}: {len(rows)} rows x {n_samples} samples -> {final}")
     run_config = {
         "model_path": str(g.model.path),
         "dtype": g.model.dtype,
@@ -278,6 +280,12 @@ def _generate_task(
         **{f.name: getattr(config, f.name) for f in fields(config)},
     }
     return rows, run_config, final
+
+
+def _is_writer(generator: object) -> bool:
+    """Whether this process writes files and scores: always, except on the non-zero processes
+    of a multi-host generator (they hold the same outputs; process 0 writes them once)."""
+    return bool(getattr(generator, "is_main_process", True))
 
 
 def _as_model(model: ModelOptions | str | os.PathLike) -> ModelOptions:
@@ -330,7 +338,7 @@ def generate(
             rows, config, path = _generate_task(g, task, entries, sampling.n_samples)
             task_run = TaskRun(task.harness_name, language, path)
             run.runs.append(task_run)
-            if task.executes and not generation_only:
+            if task.executes and not generation_only and _is_writer(g.generator):
                 task_run.result = _score_and_record(
                     task, entries, rows, model_name, config, execution, output, run
                 )

@@ -4,11 +4,13 @@
 (and scoring in particular) never imports jax.
 
 n samples per row are made by repeating the row's prompt n times in one `generate` call with
-the same seed: each batch row samples its own tokens, so copies differ whenever temperature > 0
-(with temperature 0 they are identical, as in the harness without --do_sample). Rows are sent in
-chunks of about four batches; a chunk's seed is seed + the index of its first prompt (the
-generator adds its batch index), so results are reproducible for a given seed, batch size and n. After every chunk the finished rows are saved, so an interrupted run can
-resume where it stopped.
+the same seed: each row samples with its own key (the generator folds the row index into the
+seed, and prefills the shared prompt once), so copies differ whenever temperature > 0 (with
+temperature 0 they are identical, as in the harness without --do_sample). Rows are sent in calls
+of about sixteen decode batches, so continuous batching keeps its slots full; a call's seed is
+seed + the index of its first prompt, so results are reproducible for a given seed, batch size
+and n. After every call the finished rows are saved, so an interrupted run can resume where it
+stopped.
 """
 
 from __future__ import annotations
@@ -136,7 +138,9 @@ def generate_rows(
     stop_when = None
     if task.name != EXPLAIN_DESCRIBE:
         stop_when = lambda text: is_complete(task.language, text, stops)  # noqa: E731
-    rows_per_call = max(1, math.ceil(4 * config.batch_size / config.n_samples))
+    # Large calls keep the generator's decode slots full (continuous batching drains only at a
+    # call's end); between calls the finished rows are saved for --resume.
+    rows_per_call = max(1, math.ceil(16 * config.batch_size / config.n_samples))
     bar = tqdm(
         total=len(entries),
         initial=len(rows),
@@ -156,8 +160,8 @@ def generate_rows(
                 top_k=config.top_k,
                 stop_sequences=stops,
                 stop_when=stop_when,
-                # Offset by the index of the chunk's first prompt: the generator adds its batch
-                # index to the seed, so no two batches of a run share a seed.
+                # Offset by the index of the call's first prompt: the generator seeds each row
+                # with (seed, row index within the call), so no two rows of a run share a key.
                 seed=config.seed + start * config.n_samples,
                 batch_size=config.batch_size,
             )

@@ -49,10 +49,11 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from octojax.convert.octojax_checkpoint import UnreadableCheckpoint
     from octojax.convert.safetensors_io import SafetensorsError
     from octojax.data.sources import BadRecordError
+    from octojax.generate.generator import PromptTooLong
 
     return (
         ConfigError, CheckpointError, UnreadableCheckpoint, SafetensorsError, BadRecordError,
-        FileNotFoundError,
+        PromptTooLong, FileNotFoundError,
         NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError,
         UnicodeDecodeError, json.JSONDecodeError,
     )  # fmt: skip

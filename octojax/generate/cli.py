@@ -22,7 +22,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop", action="append", default=[], help="stop sequence (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse prompts that do not fit n_positions - max_new_tokens (default: warn, keep their end)",
+    )
     p.add_argument("--n-samples", type=int, default=1, help="completions per prompt (one prefill)")
     p.add_argument("--scheduler", choices=("continuous", "static"), default="continuous")
     p.add_argument(
@@ -40,14 +45,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def read_prompts(path: Path) -> list[str]:
+    """The "prompt" of every JSONL line; ConfigError naming the file and line when malformed."""
+    from octojax.config import ConfigError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     prompts = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             prompts.append(json.loads(line)["prompt"])
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}:{n}: expected a JSON object with a 'prompt' ({e})") from None
+            raise ConfigError(f"{path}:{n}: expected a JSON object with a 'prompt' ({e})") from None
     return prompts
 
 
@@ -78,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
     if args.n_samples < 1:
         print("octojax generate: --n-samples must be at least 1", file=sys.stderr)
         return 2
+    if args.output is not None and not args.output.parent.is_dir():
+        print(
+            f"octojax generate: error: {args.output.parent}: no such folder for --output",
+            file=sys.stderr,
+        )
+        return 2  # checked before any generation work, so no text is lost at the end
     if args.distributed:
         _initialize_distributed(args)
     gen = Generator.from_pretrained(
@@ -87,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         mesh=args.mesh,
         distributed=args.distributed,
     )
+    gen.strict = args.strict
     prompts = [p for p in prompts for _ in range(args.n_samples)]
     outs = gen.generate(
         prompts,
@@ -115,7 +134,9 @@ def run(args: argparse.Namespace) -> int:
         for i, (p, o) in enumerate(zip(prompts, outs))
     ]
     if args.output:
-        args.output.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tmp = args.output.with_name(args.output.name + ".partial")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tmp.replace(args.output)  # whole file or nothing
         print(f"wrote {len(rows)} completions to {args.output}")
     else:
         for r in rows:

@@ -8,6 +8,7 @@ row's index, not on the scheduler, the number of slots, the mesh or the number o
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,6 +32,10 @@ class GenerationOutput:
     text: str
     token_ids: list[int]
     finish_reason: str  # "eos", "stop_sequence" (a stop sequence or stop_when) or "length"
+
+
+class PromptTooLong(ValueError):
+    """A prompt that does not fit the model's positions next to the requested new tokens."""
 
 
 def truncate_at_stop(text: str, stop_sequences: Sequence[str]) -> tuple[str, bool]:
@@ -61,6 +66,7 @@ class Generator:
         self.pad_id = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         )
+        self.strict = False  # True: a prompt that does not fit raises PromptTooLong, never cut
         self.last_stats: dict[str, float] = {}
         self._engines: dict[tuple[int, int], Engine] = {}
 
@@ -110,6 +116,11 @@ class Generator:
             tok = load_tokenizer(tok_dir)
         return cls(model_from_params(cfg, params), tok, mesh=mesh, distributed=distributed)
 
+    @property
+    def is_main_process(self) -> bool:
+        """True where outputs should be written: the only process, or process 0 of several."""
+        return not self.distributed or jax.process_index() == 0
+
     def engine(self, slots: int, chunk: int = 32) -> Engine:
         """The slot engine for this slot count (kept, so its compiled programs are reused)."""
         key = (slots, chunk)
@@ -146,15 +157,33 @@ class Generator:
         return limits
 
     def encode(self, prompts: Sequence[str], max_new_tokens: Sequence[int]) -> list[list[int]]:
-        """Token ids per prompt; empty prompts start from end-of-text, long ones keep their end."""
-        out = []
-        for p, n in zip(prompts, max_new_tokens):
+        """Token ids per prompt; empty prompts start from end-of-text. A prompt longer than
+        n_positions - max_new_tokens keeps its end, with a warning (`strict`: PromptTooLong)."""
+        out, cut = [], []
+        for i, (p, n) in enumerate(zip(prompts, max_new_tokens)):
             ids = self.tokenizer(p, add_special_tokens=False)["input_ids"] or [self.eos_ids[0]]
             room = self.model.cfg.n_positions - n
             if room <= 0:
-                raise ValueError(f"max_new_tokens={n} leaves no room for a prompt")
+                raise PromptTooLong(
+                    f"max_new_tokens={n} leaves no room for a prompt (n_positions "
+                    f"{self.model.cfg.n_positions})"
+                )
+            if len(ids) > room:
+                cut.append((i, len(ids), room))
             out.append(ids[-room:])
+        if cut:
+            self._report_truncation(cut)
         return out
+
+    def _report_truncation(self, cut: list[tuple[int, int, int]]) -> None:
+        i, length, room = cut[0]
+        message = (
+            f"{len(cut)} prompt(s) do not fit n_positions {self.model.cfg.n_positions} minus "
+            f"max_new_tokens: e.g. prompt {i} has {length} tokens, room for {room}"
+        )
+        if self.strict:
+            raise PromptTooLong(message + "; shorten them or lower max_new_tokens")
+        warnings.warn(message + "; their first tokens were dropped", stacklevel=3)
 
     def generate(
         self,
