@@ -6,26 +6,13 @@ message, and that files that existed before are byte-identical afterwards (docs/
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def octojax(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run(
-        [sys.executable, "-m", "octojax", *args],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+from helpers.cli_helpers import first_error_line, octojax, snapshot
 
 
 def write_config(path: Path, run_dir: Path, **sections) -> Path:
@@ -46,17 +33,6 @@ def write_config(path: Path, run_dir: Path, **sections) -> Path:
 
 def train(config: Path, *extra: str) -> subprocess.CompletedProcess:
     return octojax("train", "--config", str(config), "--synthetic-data", "--seq-len", "32", *extra)
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
-
-
-def first_error_line(proc: subprocess.CompletedProcess) -> str:
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 @pytest.mark.slow
