@@ -16,7 +16,7 @@ from eval.data import LANGUAGES
 from eval.tasks import TASKS
 from octojax.config import Section, load
 from octojax.data.config import DataOptions
-from octojax.train.config import TrainConfig
+from octojax.train.config import TrainConfig, check_seq_len
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 
@@ -66,11 +66,7 @@ class RunConfig(Section):
     def _seq_len_fits(self) -> RunConfig:
         if self.train.init.source == "scratch":
             n_positions = self.train.model.build().n_positions
-            if self.data.seq_len > n_positions:
-                raise ValueError(
-                    f"data.seq_len {self.data.seq_len} is larger than the model's n_positions "
-                    f"{n_positions} (train.model); positions past it have no embedding"
-                )
+            check_seq_len(self.data.seq_len, n_positions, "train.model section")
         return self
 
 

@@ -226,10 +226,16 @@ def _check_model(cfg: TrainConfig) -> None:
             return  # the trainer names the missing checkpoint file
         source = str(config_json)
         model = model_config_for(cfg)
-    if cfg.data is not None and cfg.data.seq_len > model.n_positions:
+    if cfg.data is not None:
+        check_seq_len(cfg.data.seq_len, model.n_positions, source)
+
+
+def check_seq_len(seq_len: int, n_positions: int, source: str) -> None:
+    """Training rows longer than the position table would silently reuse its last embedding."""
+    if seq_len > n_positions:
         raise ValueError(
-            f"data.seq_len {cfg.data.seq_len} is larger than the model's n_positions "
-            f"{model.n_positions} (from the {source}); positions past it have no embedding"
+            f"data.seq_len {seq_len} is larger than the model's n_positions {n_positions} "
+            f"(from the {source}); positions past it have no embedding"
         )
 
 
