@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from beam_pipelines.records import Example, _frame, write_tfrecord
+from beam_pipelines.records import Example, frame, write_tfrecord
 from octojax.data.pipeline import make_train_iterator
 from octojax.data.sources import BadRecordError
 
@@ -116,7 +116,7 @@ def test_tfrecord_record_missing_a_field(tmp_path, make_cfg, data_helpers):
     shard = tmp_path / "s.tfrecord"
     write_tfrecord(shard, good)
     with open(shard, "ab") as f:
-        f.write(_frame(ex.SerializeToString()))
+        f.write(frame(ex.SerializeToString()))
     src = [{"kind": "commitpackft", "path": str(shard)}]
     with pytest.raises(BadRecordError, match=r"record 2 .*missing feature 'new_contents'"):
         make_train_iterator(make_cfg(src), global_batch_size=1)
