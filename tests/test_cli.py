@@ -46,10 +46,14 @@ def test_generate_from_hf_dir_and_octojax_checkpoint(hf_dir, tmp_path):
     assert outs[0] == outs[1] and len(outs[0]) == 2
 
 
-def test_generate_reports_bad_prompt_file(hf_dir, tmp_path):
+def test_generate_reports_bad_prompt_file(hf_dir, tmp_path, capsys):
     (tmp_path / "bad.jsonl").write_text('{"prompt": "ok"}\nnot json\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
-        main(["generate", "--model", str(hf_dir), "--prompts-file", str(tmp_path / "bad.jsonl")])
+    argv = ["generate", "--model", str(hf_dir), "--prompts-file", str(tmp_path / "bad.jsonl")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"octojax generate: error: {tmp_path / 'bad.jsonl'}:2:"
+    )
 
 
 def test_convert_refuses_non_checkpoint(tmp_path, capsys):

@@ -24,6 +24,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
+from octojax.config import ConfigError
 from octojax.model.config import ModelConfig
 from octojax.model.gptbigcode import GPTBigCode, param_logical_axes
 from octojax.sharding import MESH_AXES, named_sharding
@@ -36,13 +37,13 @@ def parse_mesh(spec: str) -> dict[str, int]:
         name, eq, value = part.partition("=")
         name = name.strip()
         if not eq or name not in MESH_AXES:
-            raise ValueError(f"mesh {spec!r}: expected a comma list of {'/'.join(MESH_AXES)}=N")
+            raise ConfigError(f"mesh {spec!r}: expected a comma list of {'/'.join(MESH_AXES)}=N")
         try:
             sizes[name] = int(value)
         except ValueError:
-            raise ValueError(f"mesh {spec!r}: {name} needs an integer, got {value!r}") from None
+            raise ConfigError(f"mesh {spec!r}: {name} needs an integer, got {value!r}") from None
         if sizes[name] == 0 or sizes[name] < -1:
-            raise ValueError(f"mesh {spec!r}: {name} must be positive or -1")
+            raise ConfigError(f"mesh {spec!r}: {name} must be positive or -1")
     return sizes
 
 
@@ -59,8 +60,12 @@ def generation_mesh(mesh: str | Mesh | None, *, distributed: bool = False) -> Me
     from octojax.train.config import MeshSection
     from octojax.train.mesh import build_mesh
 
-    section = MeshSection(**parse_mesh(mesh))
+    sizes = parse_mesh(mesh)
+    section = MeshSection(**sizes)
     devices = jax.local_devices() if distributed else jax.devices()
+    axes = [section.data, section.fsdp, section.tensor]
+    if -1 not in axes and math.prod(axes) < len(devices):
+        devices = devices[: math.prod(axes)]  # an explicit smaller mesh uses the first devices
     return build_mesh(section, devices=devices)
 
 

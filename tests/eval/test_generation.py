@@ -43,14 +43,14 @@ class CannedGenerator:
 
 def test_rows_repeat_prompts_and_postprocess(problems):
     task = Task(SYNTHESIZE, "python")
-    entries = task.entries(problems["python"][:3])
+    entries = task.entries(problems["python"][:10])
     gen = CannedGenerator(lambda p, i, seed: f"\n    return {seed * 100 + i}\nprint(1)")
     config = SamplingConfig(n_samples=2, temperature=0.2, batch_size=1, max_new_tokens=7, seed=5)
     raw = []
     rows = generate_rows(gen, task, entries, config, progress=False, raw_rows=raw)
-    # 4 * batch_size / n = 2 rows per call: calls of 4 and 2 prompts, seeds 5 and 5 + 4.
-    assert [len(c["prompts"]) for c in gen.calls] == [4, 2]
-    assert [c["seed"] for c in gen.calls] == [5, 9]
+    # 16 * batch_size / n = 8 rows per call: calls of 16 and 4 prompts, seeds 5 and 5 + 16.
+    assert [len(c["prompts"]) for c in gen.calls] == [16, 4]
+    assert [c["seed"] for c in gen.calls] == [5, 21]
     assert gen.calls[0]["prompts"][:2] == [task.prompt(entries[0])] * 2
     assert gen.calls[0]["stops"] == task.stop_sequences()
     assert gen.calls[0]["max_new_tokens"] == 7
@@ -59,7 +59,7 @@ def test_rows_repeat_prompts_and_postprocess(problems):
     assert gen.calls[0]["stop_when"]("\n    return 1") is False
     p0 = problems["python"][0]["prompt"].rstrip()
     assert rows[0] == [p0 + "\n    return 500", p0 + "\n    return 501"]
-    assert rows[2][1].endswith("\n    return 901")
+    assert rows[9][1].endswith("\n    return 2103")  # second call, its 4th prompt
     assert raw[0][0] == task.prompt(entries[0]) + "\n    return 500\nprint(1)"
 
 
