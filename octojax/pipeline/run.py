@@ -201,11 +201,18 @@ class Run:
         return build(TrainConfig, d, "run config train")
 
     def train(self) -> dict:
+        from octojax.config import ConfigError
         from octojax.train.metrics import read_metrics
-        from octojax.train.trainer import Trainer
+        from octojax.train.trainer import Trainer, set_aside
 
         cfg = self._train_config()
-        result = Trainer(cfg).run()
+        trainer = Trainer(cfg)
+        try:
+            trainer.check_resume()
+        except ConfigError as e:  # the stage re-runs because its config changed: start over
+            self.say(f"train: {e}")
+            set_aside(cfg)
+        result = trainer.run()
         if result.exit_code:
             raise KeyboardInterrupt if result.exit_code == 130 else SystemExit(result.exit_code)
         records = read_metrics(result.run_dir)

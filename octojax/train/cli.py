@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 
 
@@ -33,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = load_config(args.config, args.overrides)
     if args.reset:
+        from octojax.train.trainer import set_aside
+
         set_aside(cfg)
     trainer = Trainer(cfg)
     if args.synthetic_data:
@@ -55,24 +56,3 @@ def run(args: argparse.Namespace) -> int:
         + (f"; Hugging Face export {result.hf_dir}" if result.hf_dir else "")
     )
     return result.exit_code
-
-
-def set_aside(cfg) -> None:
-    """--reset: move the run's files into <run_dir>/reset-<time>/ (nothing is deleted)."""
-    from octojax.config import ConfigError
-
-    run_dir = Path(cfg.run_dir)
-    if cfg.checkpoint.dir and "://" in cfg.checkpoint.dir:
-        raise ConfigError(
-            f"--reset: checkpoint.dir {cfg.checkpoint.dir} is remote; move it aside yourself"
-        )
-    names = ["config.json", "metrics.jsonl", "metrics.discarded.jsonl", "tensorboard", "hf"]
-    moves = [run_dir / n for n in names] + [Path(cfg.checkpoint_dir)]
-    moves = [p for p in moves if p.exists()]
-    if not moves:
-        return
-    aside = run_dir / time.strftime("reset-%Y%m%d-%H%M%S")
-    aside.mkdir(parents=True)
-    for path in moves:
-        path.rename(aside / path.name)
-    print(f"[train] --reset: moved the earlier run's files to {aside}")

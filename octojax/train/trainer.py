@@ -433,6 +433,25 @@ class Trainer:
                 (dst / name).write_bytes(f.read_bytes())
 
 
+def set_aside(cfg: TrainConfig) -> None:
+    """--reset: move the run's files into <run_dir>/reset-<time>/ (nothing is deleted)."""
+    run_dir = Path(cfg.run_dir)
+    if cfg.checkpoint.dir and "://" in cfg.checkpoint.dir:
+        raise ConfigError(
+            f"--reset: checkpoint.dir {cfg.checkpoint.dir} is remote; move it aside yourself"
+        )
+    names = ["config.json", "metrics.jsonl", "metrics.discarded.jsonl", "tensorboard", "hf"]
+    moves = [run_dir / n for n in names] + [Path(cfg.checkpoint_dir)]
+    moves = [p for p in moves if p.exists()]
+    if not moves:
+        return
+    aside = run_dir / time.strftime("reset-%Y%m%d-%H%M%S")
+    aside.mkdir(parents=True)
+    for path in moves:
+        path.rename(aside / path.name)
+    print(f"[train] --reset: moved the earlier run's files to {aside}")
+
+
 def _check_batch_fits_mesh(cfg: TrainConfig, mesh: Mesh) -> None:
     """Every (micro-)batch must split evenly over the mesh's data x fsdp devices (known only now:
     a -1 mesh axis fills with however many devices there are)."""
