@@ -26,6 +26,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from octojax.config import ConfigError
+from octojax.convert.octojax_checkpoint import CONFIG_FILE
 from octojax.model.gptbigcode import abstract_model, param_dict, param_logical_axes, param_shapes
 from octojax.model.lora import init_lora, lora_logical_axes, merge_into_params
 from octojax.sharding import batch_sharding, tree_shardings, use_rules
@@ -43,6 +44,8 @@ RESUMABLE_CHANGES = (
     "run_dir", "train.steps", "train.micro_batch_size", "mesh.", "checkpoint.", "log.", "export.",
     "data.num_workers", "model.remat", "model.attention_impl", "model.scan_layers", "init.",
 )  # fmt: skip
+# ModelConfig fields that change the parameters' shapes (a saved model_config.json must match them)
+SHAPE_KEYS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "multi_query")
 EXIT_PREEMPTED = 143  # SIGTERM
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
 
@@ -149,6 +152,15 @@ class Trainer:
             for d in saved_config_diff(saved, self.cfg.to_dict())
             if not d.startswith(RESUMABLE_CHANGES)
         ]
+        saved_model = self.cfg.checkpoint_dir / CONFIG_FILE  # the resolved model (e.g. vocab)
+        if saved_model.exists():
+            now = {f"model {k}": v for k, v in dataclasses.asdict(self.model_cfg).items()}
+            before = {f"model {k}": v for k, v in json.loads(saved_model.read_text()).items()}
+            diffs += [
+                d
+                for d in saved_config_diff(before, now)
+                if d.split(":")[0].split()[1] in SHAPE_KEYS
+            ]
         if diffs:
             raise ConfigError(
                 f"{self.run_dir}: the run there was started with a different config; resuming "
