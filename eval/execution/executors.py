@@ -82,6 +82,26 @@ class Executor:
             **kw,
         )
 
+    def _run_from_shared_binary(
+        self, program: Program, entry, slot: Slot, filename: str, argv: list[str], **sandbox_kw
+    ) -> ExecResult:
+        """Run `argv` (one program's tests in a test binary shared by many programs, Go or Rust)
+        in the program's own workdir and sandbox with its timeout; the batch's mangled names
+        are restored in the output so failure messages read as if the program ran alone."""
+        workdir = slot.new_workdir()
+        start = time.monotonic()
+        try:
+            (workdir / filename).write_text(program.source, encoding="utf-8")
+            ran = self._sandboxed(argv, slot, workdir, timeout=self.timeout,
+                                  ro_binds=(str(entry.binary.parent),), **sandbox_kw)  # fmt: skip
+            ran.stdout, ran.stderr = (
+                entry.restore_names(ran.stdout),
+                entry.restore_names(ran.stderr),
+            )
+            return _result(program, ran, seconds=time.monotonic() - start, passed_rule=_exit_zero)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
 
 class CppExecutor(Executor):
     language = "cpp"
@@ -181,21 +201,11 @@ class GoExecutor(Executor):
 
     def _run_batched(self, program: Program, entry: BatchEntry, slot: Slot) -> ExecResult:
         """The program's tests from the shared binary: its own process, sandbox and timeout."""
-        workdir = slot.new_workdir()
-        start = time.monotonic()
-        try:
-            (workdir / "main_test.go").write_text(program.source, encoding="utf-8")
-            env = toolchains.go_env(slot.root / "gocache")
-            ran = self._sandboxed(entry.argv(self.timeout), slot, workdir, timeout=self.timeout, env=env,
-                                  ro_binds=(str(entry.binary.parent),),
-                                  limits=self.settings.limits("go", processes=1024))  # fmt: skip
-            ran.stdout, ran.stderr = (
-                entry.restore_names(ran.stdout),
-                entry.restore_names(ran.stderr),
-            )
-            return _result(program, ran, seconds=time.monotonic() - start, passed_rule=_exit_zero)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        return self._run_from_shared_binary(
+            program, entry, slot, "main_test.go", entry.argv(self.timeout),
+            env=toolchains.go_env(slot.root / "gocache"),
+            limits=self.settings.limits("go", processes=1024),
+        )  # fmt: skip
 
 
 def _go_build_failed(outcome: sandbox.Outcome) -> bool:
@@ -274,19 +284,9 @@ class RustExecutor(Executor):
 
     def _run_batched(self, program: Program, entry: RustEntry, slot: Slot) -> ExecResult:
         """The program's tests from the shared binary: its own process, sandbox and timeout."""
-        workdir = slot.new_workdir()
-        start = time.monotonic()
-        try:
-            (workdir / "test.rs").write_text(program.source, encoding="utf-8")
-            ran = self._sandboxed(entry.argv(), slot, workdir, timeout=self.timeout, env=self._env(),
-                                  ro_binds=(str(entry.binary.parent),))  # fmt: skip
-            ran.stdout, ran.stderr = (
-                entry.restore_names(ran.stdout),
-                entry.restore_names(ran.stderr),
-            )
-            return _result(program, ran, seconds=time.monotonic() - start, passed_rule=_exit_zero)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        return self._run_from_shared_binary(
+            program, entry, slot, "test.rs", entry.argv(), env=self._env()
+        )
 
 
 def _sh(argv: list[str]) -> str:
