@@ -206,13 +206,22 @@ def _check_batches(cfg: TrainConfig) -> None:
             f"train.micro_batch_size {t.micro_batch_size} must divide "
             f"train.global_batch_size {t.global_batch_size}"
         )
-    rows = t.micro_batch_size or t.global_batch_size
-    shards = max(m.data, 1) * max(m.fsdp, 1) * m.dcn_data * m.dcn_fsdp
-    if rows % shards:
-        raise ValueError(
-            f"a (micro-)batch of {rows} rows cannot be split over mesh data x fsdp = {shards} "
-            "devices; make train.global_batch_size / micro_batch_size a multiple of it"
-        )
+    shards = max(m.data, 1) * max(m.fsdp, 1) * m.dcn_data * m.dcn_fsdp  # -1 axes: known later
+    problem = batch_split_problem(t, shards)
+    if problem:
+        raise ValueError(problem)
+
+
+def batch_split_problem(train: TrainSection, shards: int) -> str | None:
+    """Why a (micro-)batch cannot be split evenly over `shards` data x fsdp devices, or None.
+    Checked at load for explicit mesh sizes, and by the trainer once -1 axes are resolved."""
+    rows = train.micro_batch_size or train.global_batch_size
+    if rows % shards == 0:
+        return None
+    return (
+        f"a (micro-)batch of {rows} rows cannot be split over mesh data x fsdp = {shards} "
+        "devices; make train.global_batch_size / micro_batch_size a multiple of it"
+    )
 
 
 def _check_model(cfg: TrainConfig) -> None:
@@ -270,10 +279,6 @@ def config_from_dict(d: dict, overrides: list[str] = (), where: str = "config") 
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     """Load a YAML training config and apply `key.sub=value` overrides."""
     return load(TrainConfig, path, overrides, what="training config")
-
-
-def config_to_dict(cfg: TrainConfig) -> dict:
-    return cfg.to_dict()
 
 
 def saved_config_diff(saved: dict, current: dict, prefix: str = "") -> list[str]:

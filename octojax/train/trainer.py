@@ -31,7 +31,12 @@ from octojax.model.gptbigcode import abstract_model, param_dict, param_logical_a
 from octojax.model.lora import init_lora, lora_logical_axes, merge_into_params
 from octojax.sharding import batch_sharding, tree_shardings, use_rules
 from octojax.train.checkpointing import Checkpointer
-from octojax.train.config import TrainConfig, model_config_for, saved_config_diff
+from octojax.train.config import (
+    TrainConfig,
+    batch_split_problem,
+    model_config_for,
+    saved_config_diff,
+)
 from octojax.train.mesh import build_mesh, maybe_initialize_distributed
 from octojax.train.metrics import DelayedMetrics, MetricsLogger, peak_tflops_per_device
 from octojax.train.optimizer import learning_rate_schedule, make_optimizer
@@ -154,12 +159,12 @@ class Trainer:
         ]
         saved_model = self.cfg.checkpoint_dir / CONFIG_FILE  # the resolved model (e.g. vocab)
         if saved_model.exists():
-            now = {f"model {k}": v for k, v in dataclasses.asdict(self.model_cfg).items()}
-            before = {f"model {k}": v for k, v in json.loads(saved_model.read_text()).items()}
+            before = json.loads(saved_model.read_text())
+            now = dataclasses.asdict(self.model_cfg)
             diffs += [
-                d
-                for d in saved_config_diff(before, now)
-                if d.split(":")[0].split()[1] in SHAPE_KEYS
+                f"model {k}: {before.get(k)!r} -> {now[k]!r}"
+                for k in SHAPE_KEYS
+                if before.get(k) != now[k]
             ]
         if diffs:
             raise ConfigError(
@@ -465,16 +470,10 @@ def set_aside(cfg: TrainConfig) -> None:
 
 
 def _check_batch_fits_mesh(cfg: TrainConfig, mesh: Mesh) -> None:
-    """Every (micro-)batch must split evenly over the mesh's data x fsdp devices (known only now:
-    a -1 mesh axis fills with however many devices there are)."""
-    rows = cfg.train.micro_batch_size or cfg.train.global_batch_size
-    shards = mesh.shape["data"] * mesh.shape["fsdp"]
-    if rows % shards:
-        key = "train.micro_batch_size" if cfg.train.micro_batch_size else "train.global_batch_size"
-        raise ConfigError(
-            f"{key} {rows} cannot be split over the mesh's data x fsdp = {shards} devices "
-            f"(mesh {dict(mesh.shape)}); use a multiple of {shards} or set mesh.tensor"
-        )
+    """The load-time batch check again, now that -1 mesh axes are resolved to device counts."""
+    problem = batch_split_problem(cfg.train, mesh.shape["data"] * mesh.shape["fsdp"])
+    if problem:
+        raise ConfigError(f"{problem} (mesh {dict(mesh.shape)})")
 
 
 def _restore_signal_handlers(handlers: dict) -> None:
