@@ -94,8 +94,10 @@ class _Workers:
         self.base = Path(tempfile.mkdtemp(prefix="octojax-exec-"))
         os.chmod(self.base, 0o755)
         self.all_slots = [Slot(i, make_slot_root(i, self.base)) for i in range(n_slots)]
-        self.free: queue.Queue[Slot] = queue.Queue()
-        for slot in self.all_slots:
+        # Last freed, first reused: the slots in use keep their warm helpers (javac server,
+        # Python parent, Go cache copy); the spare slots start only when programs straggle.
+        self.free: queue.LifoQueue[Slot] = queue.LifoQueue()
+        for slot in reversed(self.all_slots):
             self.free.put(slot)
 
     def run_one(self, executor: Executor, program: Program) -> ExecResult:

@@ -18,6 +18,7 @@ check and --test build), so every compile failure is judged by a standalone comp
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from pathlib import Path
 from eval.execution import sandbox
 from eval.execution.base import Program, Settings, Slot
 from eval.execution.go_batch import _reclaim
+
+log = logging.getLogger(__name__)
 
 MIN_PROGRAMS = 4  # below this the standard way is as fast
 MAX_ROUNDS = 4  # build attempts per step (each drops the modules that failed)
@@ -231,7 +234,10 @@ class RustBatch:
         (self.root / "batch.rs").write_text("\n".join(lines) + "\n", encoding="utf-8")
         if not self.compile_as_root:
             slot.hand_over(self.root)
-        argv = [self.rustc, "--edition", "2021", "-C", "debuginfo=0", *self.flags,
+        # `-A warnings`: only errors matter here, and one warning per unused function of 160
+        # modules overflows the sandbox's output cap (the compile is then killed). Lint attributes
+        # in the source still win over the command line, so `#[deny(..)]` errors stay errors.
+        argv = [self.rustc, "--edition", "2021", "-C", "debuginfo=0", *self.flags, "-A", "warnings",
                 "--error-format=json", "batch.rs", *extra]  # fmt: skip
         timeout = self.settings.timeouts["rust"] + 2.0 * len(modules)
         return sandbox.run(argv, workdir=self.root, timeout=timeout,
@@ -250,6 +256,8 @@ class RustBatch:
                 return modules
             failed = _failed_modules(out.stderr)
             if out.timed_out or failed is None or not failed & set(modules):
+                log.warning("rust batch build gave up (%s); its %d programs compile one by one",
+                            _why(out), len(modules))  # fmt: skip
                 return []
             modules = [k for k in modules if k not in failed]
         return []
@@ -270,6 +278,15 @@ class RustBatch:
                 continue
             listed.setdefault(int(m.group(1)), []).append(f"p{m.group(1)}::{m.group(2)}")
         return listed
+
+
+def _why(out: sandbox.Outcome) -> str:
+    """A short reason for a failed batch build, for the log."""
+    if out.timed_out:
+        return "timed out"
+    if out.output_overflow:
+        return "output over the sandbox's cap"
+    return f"exit status {out.returncode}, an error not attributable to one program"
 
 
 def _failed_modules(stderr: bytes) -> set[int] | None:

@@ -140,3 +140,26 @@ def test_admissible_scan(source, ok):
 def test_tokens_drop_literals_and_comments():
     assert tokens("let x = 'a'; // crate\nlet y = b\"unsafe\";") == [
         "let", "x", "=", ";", "let", "y", "=", ";"]  # fmt: skip
+
+
+def test_warnings_of_many_programs_do_not_break_the_batch(settings, caplog):
+    """Thousands of warnings (unused functions, as every HumanEvalPack program has) exceed the
+    sandbox's 1 MiB output cap in JSON; the batch build must still succeed rather than silently
+    fall back to one compile per program."""
+    unused = "".join(f"fn unused_{i}(x: i32) -> i32 {{ x + {i} }}\n" for i in range(300))
+    programs = [
+        Program("rust", _rs(unused + ADD + _tests(f"#[test] fn t() {{ assert_eq!(add({k}, 1), {k + 1}); }}")), f"w{k}")
+        for k in range(8)
+    ]  # fmt: skip
+    root = make_slot_root(0)
+    slot = Slot(0, root)
+    rustc = toolchains.real_rustc()
+    try:
+        batch = RustBatch(settings, root.parent / "rust-batch", rustc, toolchains.rust_externs(),
+                          compile_as_root=not toolchains._usable_by_others(rustc), env={})  # fmt: skip
+        with caplog.at_level("WARNING", logger="eval.execution.rust_batch"):
+            batch.build(programs, slot)
+    finally:
+        slot.close()
+        shutil.rmtree(root.parent, ignore_errors=True)
+    assert all(batch.lookup(p) is not None for p in programs), caplog.text
