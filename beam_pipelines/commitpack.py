@@ -71,6 +71,7 @@ from beam_pipelines.transforms import (  # noqa: E402
     ReadBigQueryCommits,
     ReadCommitPackJsonl,
     ReadGitRepositories,
+    ShardSpec,
 )
 
 log = logging.getLogger("beam_pipelines.commitpack")
@@ -232,23 +233,33 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, output: st
     stages = ["commitpack"] + (["commitpackft"] if args.stage == "ft" else [])
     shard_writer = resolve_shard_writer(args.shard_writer, pipeline.options)
     source = read_source(pipeline, args)
-    commitpack = source["records"] | "CommitPack" >> CommitPackStage()
+    specs = {stage: ShardSpec(FileSystems.join(output, stage), args.records_per_shard,
+                              args.split_by_language) for stage in stages}  # fmt: skip
+    # One machine: each stage's deduplication writes its shards and manifest in the same step
+    # (one shuffle of the file contents); elsewhere writing is its own per-shard stage.
+    fused = shard_writer == "per_group"
+    commitpack = source["records"] | "CommitPack" >> CommitPackStage(
+        specs["commitpack"] if fused else None
+    )
     dead = [source[DEAD]]
     events = [source[EVENTS], commitpack[EVENTS]]
-    datasets = {"commitpack": commitpack["records"]}
+    datasets = {"commitpack": commitpack}
     if args.stage == "ft":
         commitpackft = commitpack["records"] | "CommitPackFT" >> CommitPackFTStage(
-            args.tokenizer, args.seed
+            args.tokenizer, args.seed, specs["commitpackft"] if fused else None
         )
         dead.append(commitpackft[DEAD])
         events.append(commitpackft[EVENTS])
-        datasets["commitpackft"] = commitpackft["records"]
-    for stage, records in datasets.items():
-        stage_dir = FileSystems.join(output, stage)
-        shards = records | f"Write_{stage}" >> WriteTFRecordDataset(
-            stage_dir, stage, args.records_per_shard, args.split_by_language, shard_writer
-        )
-        shards | f"Manifest_{stage}" >> WriteManifest(stage_dir, stage, args.split_by_language)
+        datasets["commitpackft"] = commitpackft
+    if not fused:
+        for stage, outputs in datasets.items():
+            spec = specs[stage]
+            shards = outputs["records"] | f"Write_{stage}" >> WriteTFRecordDataset(
+                spec.stage_dir, stage, spec.records_per_shard, spec.split_by_language, shard_writer
+            )
+            shards | f"Manifest_{stage}" >> WriteManifest(
+                spec.stage_dir, stage, spec.split_by_language
+            )
     dead | "AllDead" >> beam.Flatten() | "DeadLetters" >> WriteDeadLetters(output)
     run_info = {
         "source": args.source,

@@ -21,12 +21,14 @@ read at all.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -134,7 +136,12 @@ def repo_tree_languages(repo: str, rev: str = "HEAD") -> frozenset[str]:
 
 
 class BlobReader:
-    """A persistent ``git cat-file --batch`` process: blob id -> bytes (or size only if too big)."""
+    """A persistent ``git cat-file --batch`` process: blob id -> bytes (or size only if too big).
+
+    Requests go to git from a writer thread while the caller reads the answers, so git works
+    ahead instead of waiting for one request per round trip (``stream``)."""
+
+    PIPE_BYTES = 1 << 20  # room for git's answers ahead of the reader (Linux F_SETPIPE_SZ)
 
     def __init__(self, repo: str):
         self.repo = repo
@@ -143,19 +150,38 @@ class BlobReader:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
+        self._pending = 0  # answers requested but not read: close() must not wait on git then
+        _widen_pipe(self.proc.stdout, self.PIPE_BYTES)
 
     def read(self, sha: str, max_bytes: int) -> tuple[bytes | None, int]:
         """(content, size); content is None when size > max_bytes (the bytes are skipped)."""
         return self.read_many((sha,), max_bytes)[0]
 
     def read_many(self, shas: Sequence[str], max_bytes: int) -> list[tuple[bytes | None, int]]:
-        """:meth:`read` for a few blobs with one write and one flush (one wake-up of git instead
-        of one per blob). Only for a handful: git answers in order, and requests pile up in the
-        pipe to git while its answers are not yet read."""
+        """:meth:`read` for several blobs, answered in request order."""
+        return list(self.stream(shas, max_bytes))
+
+    def stream(self, shas: Sequence[str], max_bytes: int) -> Iterator[tuple[bytes | None, int]]:
+        """Answers for ``shas`` in order, read while a thread writes the requests (a request
+        list larger than the pipe to git would otherwise deadlock against unread answers)."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(b"".join(sha.encode() + b"\n" for sha in shas))
-        self.proc.stdin.flush()
-        return [self._read_answer(sha, max_bytes) for sha in shas]
+        requests = b"".join(sha.encode() + b"\n" for sha in shas)
+        self._pending += len(shas)
+        writer = threading.Thread(target=self._write, args=(requests,), daemon=True)
+        writer.start()
+        for sha in shas:
+            answer = self._read_answer(sha, max_bytes)
+            self._pending -= 1
+            yield answer
+        writer.join()
+
+    def _write(self, requests: bytes) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(requests)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # git exited or we closed: the reader reports the missing answers
 
     def _read_answer(self, sha: str, max_bytes: int) -> tuple[bytes | None, int]:
         """Read git's answer for ``sha`` (header, content, newline)."""
@@ -175,11 +201,24 @@ class BlobReader:
         return content, size
 
     def close(self) -> None:
+        if self._pending:
+            self.proc.kill()  # unread answers: git would block writing them
         if self.proc.stdin:
-            self.proc.stdin.close()
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.close()
         self.proc.wait(timeout=60)
         if self.proc.stdout:
             self.proc.stdout.close()
+
+
+def _widen_pipe(pipe, size: int) -> None:
+    """Grow a pipe's kernel buffer where Linux allows it (best effort: speed only)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
+    except (OSError, ImportError, ValueError):
+        pass
 
 
 def _iter_log_chunks(repo: str, revs: Sequence[str]) -> Iterator[bytes]:
@@ -284,13 +323,16 @@ def _decode_text(data: bytes) -> str | None:
 REGULAR_MODES = ("100644", "100755")
 
 
-def _read_contents(
-    record: dict, change: dict, repo: RepoSpec, sha: str, blobs: BlobReader, max_file_bytes: int
+def _fill_contents(
+    record: dict,
+    path: str,
+    answers: Sequence[tuple[bytes | None, int]],
+    repo: RepoSpec,
+    sha: str,
+    max_file_bytes: int,
 ) -> dict | None:
-    """Fill ``old_contents``/``new_contents`` of ``record`` from ``change``'s blobs; a dead
+    """Fill ``old_contents``/``new_contents`` of ``record`` from the two blobs' answers; a dead
     letter (oversize, binary, not UTF-8) instead when a side cannot be a text record."""
-    path = change["new_path"]
-    answers = blobs.read_many((change["old_sha"], change["new_sha"]), max_file_bytes)
     for side, (content, size) in zip(("old", "new"), answers, strict=True):
         if content is None:
             detail = f"{side} contents are {size} bytes (limit {max_file_bytes})"
@@ -304,26 +346,28 @@ def _read_contents(
     return None
 
 
-def _commit_outcome(
+def _plan_commit(
     repo: RepoSpec,
     sha: str,
     parents: list[str],
     message_bytes: bytes,
     changes: list[dict],
     license_id: str,
-    blobs: BlobReader,
-    max_file_bytes: int,
     repo_languages: frozenset[str] | None = None,
-) -> tuple[str, dict]:
+) -> tuple[str, dict, dict | None]:
+    """("commit", record, the change whose blobs to read or None) or ("dead", dead letter, None).
+
+    CommitPack keeps commits with exactly one file modified in place (sql_5.sql), whatever else
+    they add, delete or rename: only those need contents."""
     message = _decode_text(message_bytes)
     if message is None:
-        return "dead", _dead("invalid_utf8", repo, sha, "commit message is not UTF-8")
+        return "dead", _dead("invalid_utf8", repo, sha, "commit message is not UTF-8"), None
     decoded_changes = []
     for change in changes:
         old_path = _decode_text(change["old_path"])
         new_path = _decode_text(change["new_path"])
         if old_path is None or new_path is None:
-            return "dead", _dead("invalid_utf8", repo, sha, "file path is not UTF-8")
+            return "dead", _dead("invalid_utf8", repo, sha, "file path is not UTF-8"), None
         decoded_changes.append({**change, "old_path": old_path, "new_path": new_path})
     in_place = [c for c in decoded_changes if c["status"] in ("M", "T")]
     main = in_place[0] if in_place else (decoded_changes[0] if decoded_changes else None)
@@ -346,8 +390,6 @@ def _commit_outcome(
     }
     if repo_languages is not None:
         record["_repo_languages"] = repo_languages
-    # CommitPack keeps commits with exactly one file modified in place (sql_5.sql), whatever
-    # else they add, delete or rename: only those need contents.
     keepable = (
         len(parents) <= 1
         and len(in_place) == 1
@@ -356,11 +398,49 @@ def _commit_outcome(
         and main["old_mode"] in REGULAR_MODES
         and main["new_mode"] in REGULAR_MODES
     )
-    if keepable:
-        dead = _read_contents(record, main, repo, sha, blobs, max_file_bytes)
-        if dead is not None:
-            return "dead", dead
-    return "commit", record
+    return "commit", record, main if keepable else None
+
+
+WINDOW = 512  # commits whose blob requests go to git in one stream
+
+
+def _windows(items: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
+    window: list[bytes] = []
+    for item in items:
+        window.append(item)
+        if len(window) == size:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+def _mine_window(
+    chunks: list[bytes],
+    repo: RepoSpec,
+    license_id: str,
+    languages: frozenset[str],
+    blobs: BlobReader,
+    max_file_bytes: int,
+) -> Iterator[tuple[str, dict]]:
+    """Outcomes of a window of commits, in order; the blobs of all its keepable commits are
+    requested at once and read back as each commit is emitted."""
+    planned = [_plan_commit(repo, *_parse_chunk(c), license_id, languages) for c in chunks]
+    shas = [
+        s for _, _, main in planned if main is not None for s in (main["old_sha"], main["new_sha"])
+    ]
+    answers = blobs.stream(shas, max_file_bytes)
+    for kind, record, main in planned:
+        if main is None:
+            yield kind, record
+            continue
+        pair = (next(answers), next(answers))
+        dead = _fill_contents(
+            record, main["new_path"], pair, repo, record["commit"], max_file_bytes
+        )
+        yield ("dead", dead) if dead is not None else ("commit", record)
+    for _ in answers:  # a window without keepable commits still finishes its (empty) stream
+        pass
 
 
 def mine_local_repository(
@@ -382,15 +462,13 @@ def mine_local_repository(
     count = 0
     start = time.monotonic()
     try:
-        for chunk in _iter_log_chunks(path, revs):
-            sha, parents, message, changes = _parse_chunk(chunk)
-            yield _commit_outcome(
-                repo, sha, parents, message, changes, license_id, blobs, max_file_bytes, languages
-            )
-            count += 1
-            if count % PROGRESS_EVERY == 0:
-                rate = count / max(time.monotonic() - start, 1e-9)
-                log.info("%s: mined %d commits (%.0f/s)", repo.name, count, rate)
+        for window in _windows(_iter_log_chunks(path, revs), WINDOW):
+            for outcome in _mine_window(window, repo, license_id, languages, blobs, max_file_bytes):
+                yield outcome
+                count += 1
+                if count % PROGRESS_EVERY == 0:
+                    rate = count / max(time.monotonic() - start, 1e-9)
+                    log.info("%s: mined %d commits (%.0f/s)", repo.name, count, rate)
     finally:
         blobs.close()
     log.info("%s: mined %d commits in %.1fs", repo.name, count, time.monotonic() - start)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -83,6 +84,12 @@ _REPO_LANGUAGE_RES = tuple(sql_like(p) for p in REPO_LANGUAGE_PATTERNS)
 
 def repo_language_selected(languages: Iterable[str]) -> bool:
     """Whether a repository with these (GitHub) languages passes CommitPack's language join."""
+    return _selected(frozenset(languages))
+
+
+@functools.lru_cache(maxsize=4096)
+def _selected(languages: frozenset[str]) -> bool:
+    """Cached per language set: every commit of a repository asks about the same set."""
     return any(r.match(lang) for lang in languages for r in _REPO_LANGUAGE_RES)
 
 

@@ -13,8 +13,6 @@ all of a group's shards in one DoFn: one shuffle instead of a count, a side-inpu
 flatten and a shuffle, which is what a single-machine runner pays for per byte.
 """
 
-from __future__ import annotations
-
 import datetime
 import hashlib
 import json
@@ -131,22 +129,36 @@ class WriteGroupShardsFn(beam.DoFn):
 
     def process(self, item: tuple[str, Iterable[tuple[int, bytes]]]) -> Iterator[dict]:
         group, values = item
-        values = sorted(values, key=lambda v: v[0])
-        num_shards = num_shards_for(len(values), self.records_per_shard)
-        shards: list[list[bytes]] = [[] for _ in range(num_shards)]
-        for digest, framed in values:
-            shards[digest % num_shards].append(framed)
-        for index, framed_records in enumerate(shards):
-            rel = shard_relpath(self.stage, group, index, num_shards)
-            count = _write_shard(self.stage_dir, rel, _concatenated(framed_records))
-            yield _shard_info(rel, count, group)
+        yield from write_group_shards(
+            self.stage_dir, self.stage, group, values, self.records_per_shard
+        )
+
+
+def write_group_shards(
+    stage_dir: str,
+    stage: str,
+    group: str,
+    values: Iterable[tuple[int, bytes]],
+    records_per_shard: int,
+) -> Iterator[dict[str, Any]]:
+    """Write one group's ``encode_for_shard`` values as ``num_shards_for`` its size shards
+    (empty ones included), records in hash order; yield each shard's info."""
+    values = sorted(values, key=lambda v: v[0])
+    num_shards = num_shards_for(len(values), records_per_shard)
+    shards: list[list[bytes]] = [[] for _ in range(num_shards)]
+    for digest, framed in values:
+        shards[digest % num_shards].append(framed)
+    for index, framed_records in enumerate(shards):
+        rel = shard_relpath(stage, group, index, num_shards)
+        count = _write_shard(stage_dir, rel, _concatenated(framed_records))
+        yield _shard_info(rel, count, group)
 
 
 def _concatenated(framed_records: list[bytes]) -> Callable[[BinaryIO], int]:
     """A shard writer that writes already framed records in one call."""
 
     def write(out: BinaryIO) -> int:
-        out.write(b"".join(framed_records))
+        out.writelines(framed_records)  # no joined copy of the whole shard
         return len(framed_records)
 
     return write
@@ -260,17 +272,22 @@ class WriteManifest(beam.PTransform):
     def expand(self, shard_infos):
         stage_dir, stage, split = self.stage_dir, self.stage, self.split_by_language
 
-        def write(shards: list[dict[str, Any]]) -> dict[str, Any]:
-            manifest = build_manifest(stage, shards, split)
-            _write_text(FileSystems.join(stage_dir, MANIFEST_NAME), json.dumps(manifest, indent=2))
-            return manifest
-
         return (
             shard_infos
             | "OneKey" >> beam.Map(lambda info: (None, info))
             | "AllShards" >> beam.GroupByKey()
-            | "WriteManifestJson" >> beam.MapTuple(lambda _, shards: write(list(shards)))
+            | "WriteManifestJson"
+            >> beam.MapTuple(lambda _, shards: write_manifest(stage_dir, stage, shards, split))
         )
+
+
+def write_manifest(
+    stage_dir: str, stage: str, shards: Iterable[dict[str, Any]], split_by_language: bool
+) -> dict[str, Any]:
+    """Write ``<stage_dir>/manifest.json`` for the stage's shard infos; return the manifest."""
+    manifest = build_manifest(stage, list(shards), split_by_language)
+    _write_text(FileSystems.join(stage_dir, MANIFEST_NAME), json.dumps(manifest, indent=2))
+    return manifest
 
 
 class WriteStats(beam.PTransform):

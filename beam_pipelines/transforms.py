@@ -11,13 +11,12 @@ counters in namespace ``commitpack`` (``<stage>.dropped.<reason>``, ``<stage>.de
 ``<stage>.kept``, ``source.input``), incremented once per bundle, visible in the Dataflow UI.
 """
 
-from __future__ import annotations
-
 import logging
 import time
 import traceback
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -36,12 +35,14 @@ from beam_pipelines.parsing import (
     parse_jsonl_line,
 )
 from beam_pipelines.schema import FIELDS
+from beam_pipelines.sinks import ALL, encode_for_shard, write_group_shards, write_manifest
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "commitpack"
 DEAD = "dead"
 EVENTS = "events"
+SHARDS = "shards"
 PROGRESS_EVERY = 10_000
 
 
@@ -135,7 +136,7 @@ class MineRepoFn(_CountingDoFn):
         self.revs = tuple(revs)
         self.max_file_bytes = max_file_bytes
 
-    def process(self, spec_line: str):
+    def process(self, spec_line: str) -> Iterator[Any]:
         spec = RepoSpec.parse(spec_line)
         progress = _Progress(f"git {spec.name}")
         for kind, payload in mine_repository(spec, self.revs, self.max_file_bytes):
@@ -153,10 +154,10 @@ class ParseJsonlFn(_CountingDoFn):
     def __init__(self, max_record_bytes: int):
         self.max_record_bytes = max_record_bytes
 
-    def setup(self):
+    def setup(self) -> None:
         self.progress = _Progress("jsonl")
 
-    def process(self, item: tuple[str, bytes]):
+    def process(self, item: tuple[str, bytes]) -> Iterator[Any]:
         filename, line = item
         self._event(("input", "jsonl"))
         self.progress.tick()
@@ -170,10 +171,10 @@ class ParseJsonlFn(_CountingDoFn):
 class ParseBigQueryRowFn(_CountingDoFn):
     """BigQuery row dict -> CommitPack candidate (+ dead letters)."""
 
-    def setup(self):
+    def setup(self) -> None:
         self.progress = _Progress("bigquery")
 
-    def process(self, row: dict[str, Any]):
+    def process(self, row: dict[str, Any]) -> Iterator[Any]:
         self._event(("input", "bigquery"))
         self.progress.tick()
         kind, payload = bigquery_row_to_outcome(row)
@@ -266,7 +267,7 @@ class CountKeptFn(_CountingDoFn):
 
     STAGE = "commitpack"
 
-    def process(self, item):
+    def process(self, item: tuple[Any, Iterable[dict[str, Any]]]) -> Iterator[Any]:
         _key, group = item
         group = list(group)
         record, n = cp.merge_duplicates(group), len(group)
@@ -281,11 +282,80 @@ class CountKeptFn(_CountingDoFn):
         yield record
 
 
+@dataclass(frozen=True)
+class ShardSpec:
+    """Where and how a stage writes its shards when it writes them itself (one machine)."""
+
+    stage_dir: str
+    records_per_shard: int
+    split_by_language: bool
+
+
+class _DedupAndWrite:
+    """One machine (``per_group``): a stage's every (dedup key, record) pair in one group ->
+    one record per key (the stage's Count*KeptFn rule, which this mixes into), yielded for the
+    next stage, and written as the stage's shards and manifest in the same step: one shuffle of
+    the file contents instead of two, no manifest shuffle. The files are those
+    WriteTFRecordDataset(per_group) + WriteManifest write; shard infos go to SHARDS."""
+
+    def __init__(self, spec: ShardSpec):
+        self.spec = spec
+
+    def process(self, item: tuple[Any, Iterable[tuple[Any, dict[str, Any]]]]) -> Iterator[Any]:
+        _, pairs = item
+        by_key: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        for key, record in pairs:
+            by_key[key].append(record)
+        split = self.spec.split_by_language
+        groups: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
+        for key_and_records in by_key.items():
+            for record in super().process(key_and_records):
+                groups[record["lang"] if split else ALL].append(encode_for_shard(record))
+                yield record
+        shards = [
+            info
+            for group, values in groups.items()
+            for info in write_group_shards(
+                self.spec.stage_dir, self.STAGE, group, values, self.spec.records_per_shard
+            )
+        ]
+        if shards:
+            write_manifest(self.spec.stage_dir, self.STAGE, shards, split)
+        for info in shards:
+            yield beam.pvalue.TaggedOutput(SHARDS, info)
+
+
+class DedupAndWriteFn(_DedupAndWrite, CountKeptFn):
+    """CommitPack's deduplication and opt-out list (CountKeptFn) fused with its shard writing."""
+
+
+def _dedup_and_write(pairs, fn: _DedupAndWrite) -> dict[str, beam.PCollection]:
+    """(dedup key, record) pairs -> ``fn`` over all of them in one group: records, events and
+    shard infos."""
+    done = (
+        pairs
+        | "OneGroup" >> beam.Map(lambda pair: (None, pair))
+        | "GroupAll" >> beam.GroupByKey()
+        | "DedupAndWrite" >> beam.ParDo(fn).with_outputs(EVENTS, SHARDS, main=None)
+    )
+    return {"records": done[None], EVENTS: done[EVENTS], SHARDS: done[SHARDS]}
+
+
 class CommitPackStage(beam.PTransform):
     """CommitPack candidates (from a source) -> CommitPack records: deduplication by (commit,
-    subject, message, license) with ``repos`` merged, then the opt-out list."""
+    subject, message, license) with ``repos`` merged, then the opt-out list.
+
+    With ``write_to`` (one machine), the same step also writes the CommitPack shards and
+    returns their infos as ``shards`` (see DedupAndWriteFn)."""
+
+    def __init__(self, write_to: ShardSpec | None = None):
+        super().__init__()
+        self.write_to = write_to
 
     def expand(self, records):
+        if self.write_to is not None:
+            pairs = records | "KeyForDedup" >> beam.Map(lambda r: (cp.dedup_key(r), r))
+            return _dedup_and_write(pairs, DedupAndWriteFn(self.write_to))
         deduped = (
             records
             | "KeyForDedup" >> beam.Map(lambda r: (cp.dedup_key(r), r))
@@ -308,14 +378,14 @@ class FTFilterFn(_CountingDoFn):
         self.tokenizer_path = tokenizer_path
         self.seed = seed
 
-    def setup(self):
+    def setup(self) -> None:
         from beam_pipelines.tokenization import TokenCounter
 
         counter = TokenCounter(self.tokenizer_path)
         self.count = lambda old, new: counter.count_pair(old, new, ft.MAX_TOKENS)
         self.progress = _Progress("commitpackft filters")
 
-    def process(self, record: dict[str, str]):
+    def process(self, record: dict[str, str]) -> Iterator[Any]:
         self.progress.tick()
         try:
             decision = ft.ft_decide(record, self.count, self.seed)
@@ -335,7 +405,7 @@ class CountFTKeptFn(CountKeptFn):
 
     STAGE = "commitpackft"
 
-    def process(self, item):
+    def process(self, item: tuple[Any, Iterable[dict[str, Any]]]) -> Iterator[Any]:
         _key, group = item
         group = list(group)
         record, n = min(group, key=lambda r: r["commit"]), len(group)
@@ -347,18 +417,32 @@ class CountFTKeptFn(CountKeptFn):
         yield record
 
 
-class CommitPackFTStage(beam.PTransform):
-    """CommitPack records -> CommitPackFT records (the rules, then content deduplication)."""
+class FTDedupAndWriteFn(_DedupAndWrite, CountFTKeptFn):
+    """CommitPackFT's content deduplication (CountFTKeptFn) fused with its shard writing."""
 
-    def __init__(self, tokenizer_path: str, seed: int = ft.DEFAULT_SEED):
+
+class CommitPackFTStage(beam.PTransform):
+    """CommitPack records -> CommitPackFT records (the rules, then content deduplication).
+
+    With ``write_to`` (one machine), the deduplication also writes the CommitPackFT shards and
+    manifest and returns the shard infos as ``shards`` (see _DedupAndWrite)."""
+
+    def __init__(
+        self, tokenizer_path: str, seed: int = ft.DEFAULT_SEED, write_to: ShardSpec | None = None
+    ):
         super().__init__()
         self.tokenizer_path = tokenizer_path
         self.seed = seed
+        self.write_to = write_to
 
     def expand(self, records):
         filtered = records | "FTFilter" >> beam.ParDo(
             FTFilterFn(self.tokenizer_path, self.seed)
         ).with_outputs(DEAD, EVENTS, main=None)
+        if self.write_to is not None:
+            kept = _dedup_and_write(filtered[None], FTDedupAndWriteFn(self.write_to))
+            events = (filtered[EVENTS], kept[EVENTS]) | "FTEvents" >> beam.Flatten()
+            return {**kept, DEAD: filtered[DEAD], EVENTS: events}
         kept = (
             filtered[None]
             | "ContentDedup" >> beam.GroupByKey()

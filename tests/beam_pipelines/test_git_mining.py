@@ -199,3 +199,20 @@ def test_blob_reader_reads_several_blobs_with_one_request(git_repo):
         assert blobs.read(shas[1], max_bytes=10_000) == (b"x" * 5000 + b"\n", 5001)
     finally:
         blobs.close()
+
+
+def test_blob_stream_larger_than_the_pipes_and_early_close(git_repo):
+    """Requests and answers far beyond a pipe's buffer stream without deadlock (a thread writes
+    the requests while answers are read); closing mid-stream kills git instead of hanging."""
+    repo = git_repo("stream")
+    repo.commit("Add a file", {"a.txt": "y" * 3000 + "\n"})
+    sha = repo.git("rev-parse", "HEAD:a.txt").strip()
+    blobs = BlobReader(str(repo.path))
+    try:
+        answers = list(blobs.stream([sha] * 4000, max_bytes=10_000))  # ~12 MB of answers
+        assert len(answers) == 4000 and set(answers) == {(b"y" * 3000 + b"\n", 3001)}
+        partial = blobs.stream([sha] * 4000, max_bytes=10_000)
+        assert next(partial)[1] == 3001
+    finally:
+        blobs.close()  # 3,999 answers unread: must return, not wait on git
+    assert blobs.proc.returncode is not None
