@@ -15,7 +15,7 @@ import logging
 import time
 import traceback
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -329,12 +329,18 @@ class DedupAndWriteFn(_DedupAndWrite, CountKeptFn):
     """CommitPack's deduplication and opt-out list (CountKeptFn) fused with its shard writing."""
 
 
-def _dedup_and_write(pairs, fn: _DedupAndWrite) -> dict[str, beam.PCollection]:
-    """(dedup key, record) pairs -> ``fn`` over all of them in one group: records, events and
-    shard infos."""
+def _dedup_and_write(
+    elements, fn: _DedupAndWrite, key_of: Callable[[dict[str, Any]], Any] | None = None
+) -> dict[str, beam.PCollection]:
+    """Records keyed by ``key_of`` (or ready (dedup key, record) pairs when None) -> ``fn``
+    over all of them in one group: records, events and shard infos."""
+    if key_of is None:
+        to_group = beam.Map(lambda pair: (None, pair))
+    else:
+        to_group = beam.Map(lambda record: (None, (key_of(record), record)))
     done = (
-        pairs
-        | "OneGroup" >> beam.Map(lambda pair: (None, pair))
+        elements
+        | "OneGroup" >> to_group
         | "GroupAll" >> beam.GroupByKey()
         | "DedupAndWrite" >> beam.ParDo(fn).with_outputs(EVENTS, SHARDS, main=None)
     )
@@ -354,8 +360,7 @@ class CommitPackStage(beam.PTransform):
 
     def expand(self, records):
         if self.write_to is not None:
-            pairs = records | "KeyForDedup" >> beam.Map(lambda r: (cp.dedup_key(r), r))
-            return _dedup_and_write(pairs, DedupAndWriteFn(self.write_to))
+            return _dedup_and_write(records, DedupAndWriteFn(self.write_to), cp.dedup_key)
         deduped = (
             records
             | "KeyForDedup" >> beam.Map(lambda r: (cp.dedup_key(r), r))
