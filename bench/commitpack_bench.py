@@ -270,14 +270,16 @@ def main() -> None:
 
     # git log -p and the pipeline alternate, so both see the same machine (a shared machine's
     # speed drifts over a minute); each figure is the median of its runs.
+    # Each run's output (a full dataset) is checked and deleted before the next run: left on
+    # disk, the kernel's write-back of earlier runs' files would run during later ones.
     git_times, pipe_times = [], []
     for r in range(args.repeat):
         git_times.append(timed(git_log_p)[0])
         pipe_times.append(timed(lambda r=r: pipeline(r))[0])
+        stats = json.loads((work / f"out{r}" / "stats.json").read_text())
+        assert stats["accounting"]["ok"] and stats["input"]["total"] == n
+        shutil.rmtree(work / f"out{r}")
     t_git, t_pipe = median(git_times), median(pipe_times)
-    out = work / "out0"
-    stats = json.loads((out / "stats.json").read_text())
-    assert stats["accounting"]["ok"] and stats["input"]["total"] == n
 
     results = {
         "repository": origin,
