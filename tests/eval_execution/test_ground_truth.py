@@ -43,6 +43,10 @@ TIMEOUT_BOUND = {
     "Python/10", "Python/156", "Python/160", "JavaScript/10", "JavaScript/76", "JavaScript/155", "JavaScript/156",
     "CPP/22", "CPP/123", "CPP/137", "CPP/156", "Java/10", "Java/39", "Java/76", "Rust/156",
 }  # fmt: skip
+#: Buggy programs that fail slowly: JavaScript/25 grows an array until V8 aborts ("invalid size
+#: error"), ~4.5 s of its 10 s on an idle core; on a loaded machine it can hit the timeout first.
+#: Failed either way; only the status may differ.
+SLOW_FAILURES = {"JavaScript/25"}
 SWEEP_TIMEOUTS = dict(DEFAULT_TIMEOUTS, cpp=10.0, rust=30.0)
 
 
@@ -104,7 +108,8 @@ def test_buggy_fails_prompt_layout(sweeps, lang):
     timeouts = {
         t for t, r in results.items() if r.status == "timeout" and t.startswith(PREFIX[lang] + "/")
     }
-    assert timeouts == {t for t in TIMEOUT_BOUND if t.startswith(PREFIX[lang] + "/")}
+    bound = {t for t in TIMEOUT_BOUND if t.startswith(PREFIX[lang] + "/")}
+    assert bound <= timeouts <= bound | SLOW_FAILURES, timeouts
 
 
 @pytest.mark.parametrize("lang", helpers.LANGS)
