@@ -19,7 +19,7 @@ from flax import nnx
 
 from octojax.model.attention import attention_mask, dot_product_attention
 from octojax.model.config import ModelConfig
-from octojax.model.lora import merge_layer
+from octojax.model.lora import LayerAdapters, merge_layer
 from octojax.sharding import constrain
 
 _REMAT_POLICIES = {
@@ -124,21 +124,32 @@ class AttentionContext:
     causal_only: bool = False  # no segments, no cache: plain causal attention, no mask array
 
 
+def _project(
+    spec: str, x: jax.Array, w: dict, name: str, adapters: LayerAdapters | None
+) -> jax.Array:
+    """x times kernel `name`, plus its unmerged LoRA adapter when one runs beside it."""
+    y = jnp.einsum(spec, x, w[name])
+    delta = None if adapters is None else adapters.delta(name, x)
+    return y if delta is None else y + delta
+
+
 def block_forward(
     cfg: ModelConfig,
     p: dict[str, jax.Array],
     x_BTD: jax.Array,
     ctx: AttentionContext,
     cache_kv: tuple[jax.Array, jax.Array] | None,
+    adapters: LayerAdapters | None = None,
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
-    """One pre-LayerNorm block; writes this step's K/V into the cache when one is given."""
+    """One pre-LayerNorm block; writes this step's K/V into the cache when one is given.
+    `adapters`: LoRA applied beside the kernels (training with LoRA dropout), not merged."""
     dt = x_BTD.dtype
     w = {k: v.astype(dt) for k, v in p.items()}
     eps = cfg.layer_norm_epsilon
 
     h_BTD = layer_norm(x_BTD, w["ln_1_scale"], w["ln_1_bias"], eps)
-    q_BTNH = jnp.einsum("btd,dnh->btnh", h_BTD, w["q_kernel"]) + w["q_bias"]
-    kv_BT2KH = jnp.einsum("btd,dckh->btckh", h_BTD, w["kv_kernel"]) + w["kv_bias"]
+    q_BTNH = _project("btd,dnh->btnh", h_BTD, w, "q_kernel", adapters) + w["q_bias"]
+    kv_BT2KH = _project("btd,dckh->btckh", h_BTD, w, "kv_kernel", adapters) + w["kv_bias"]
     k_BTKH, v_BTKH = kv_BT2KH[:, :, 0], kv_BT2KH[:, :, 1]
     q_BTNH = constrain(q_BTNH, ("batch", "length", "act_heads", "kv"))
 
@@ -173,13 +184,13 @@ def block_forward(
         impl=cfg.attention_impl,
         self_segment_ids_BT=None if cache_kv is not None or ctx.causal_only else ctx.q_segment_BT,
     )
-    x_BTD = x_BTD + jnp.einsum("btnh,nhd->btd", o_BTNH, w["o_kernel"]) + w["o_bias"]
+    x_BTD = x_BTD + _project("btnh,nhd->btd", o_BTNH, w, "o_kernel", adapters) + w["o_bias"]
 
     h_BTD = layer_norm(x_BTD, w["ln_2_scale"], w["ln_2_bias"], eps)
-    u_BTM = jnp.einsum("btd,dm->btm", h_BTD, w["fc_kernel"]) + w["fc_bias"]
+    u_BTM = _project("btd,dm->btm", h_BTD, w, "fc_kernel", adapters) + w["fc_bias"]
     u_BTM = constrain(u_BTM, ("batch", "length", "act_mlp"))
     u_BTM = jax.nn.gelu(u_BTM, approximate=cfg.gelu_approximate)
-    x_BTD = x_BTD + jnp.einsum("btm,md->btd", u_BTM, w["proj_kernel"]) + w["proj_bias"]
+    x_BTD = x_BTD + _project("btm,md->btd", u_BTM, w, "proj_kernel", adapters) + w["proj_bias"]
     x_BTD = constrain(x_BTD, ("batch", "length", "act_embed"))
     return x_BTD, cache_kv
 
@@ -225,22 +236,30 @@ def run_layers(
     cache_kv: tuple[jax.Array, jax.Array] | None,
     lora: dict | None,
     lora_scale: float,
+    lora_dropout: float = 0.0,
+    dropout_key: jax.Array | None = None,
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
     """Every block over x (a lax.scan over the stacked layers, or unrolled), with remat and LoRA
-    merged per layer; returns x and the updated stacked K/V cache (None without a cache)."""
+    merged per layer (or, with dropout and a key, applied beside the kernels); returns x and the
+    updated stacked K/V cache (None without a cache)."""
+    unmerged = lora is not None and lora_dropout > 0 and dropout_key is not None
 
     def layer(x_BTD, xs):
-        p, ck, cv, lora_l = xs
-        if lora_l is not None:
+        p, ck, cv, lora_l, key_l = xs
+        adapters = None
+        if unmerged:
+            adapters = LayerAdapters(lora_l, lora_scale, lora_dropout, key_l)
+        elif lora_l is not None:
             p = merge_layer(p, lora_l, lora_scale)
-        x_BTD, kv = block_forward(cfg, p, x_BTD, ctx, None if ck is None else (ck, cv))
+        x_BTD, kv = block_forward(cfg, p, x_BTD, ctx, None if ck is None else (ck, cv), adapters)
         return x_BTD, (None, None) if kv is None else kv
 
     if cfg.remat != "none":
         layer = jax.checkpoint(
             layer, policy=_REMAT_POLICIES[cfg.remat], prevent_cse=not cfg.scan_layers
         )
-    xs = (params, *(cache_kv or (None, None)), lora)
+    keys = jax.random.split(dropout_key, cfg.n_layer) if unmerged else None
+    xs = (params, *(cache_kv or (None, None)), lora, keys)
     if cfg.scan_layers:
         x_BTD, (new_k, new_v) = jax.lax.scan(layer, x_BTD, xs)
     else:
@@ -276,6 +295,8 @@ class GPTBigCode(nnx.Module):
         cache: KVCache | None = None,
         lora: dict | None = None,
         lora_scale: float = 1.0,
+        lora_dropout: float = 0.0,
+        dropout_key: jax.Array | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
         """Final LayerNorm output [B, T, D] (compute dtype) and the updated cache.
 
@@ -283,6 +304,8 @@ class GPTBigCode(nnx.Module):
         positions_BT: position ids; by default they restart at 0 in every segment.
         cache: when given, the T new tokens are written at cache.index and attend to the cache.
         lora: adapters from octojax.model.lora (merged into each layer inside the scan).
+        lora_dropout, dropout_key: training with LoRA dropout (both given and rate > 0): the
+            adapters run beside the kernels on dropped-out inputs instead of being merged.
         """
         cfg = self.cfg
         ctx, positions_BT = attention_context(tokens_BT.shape, segment_ids_BT, positions_BT, cache)
@@ -295,7 +318,9 @@ class GPTBigCode(nnx.Module):
         x_BTD = constrain(x_BTD, ("batch", "length", "act_embed"))
         params = nnx.to_pure_dict(nnx.state(self.blocks, nnx.Param))
         cache_kv = None if cache is None else (cache.k_LBSKH, cache.v_LBSKH)
-        x_BTD, new_kv = run_layers(cfg, params, x_BTD, ctx, cache_kv, lora, lora_scale)
+        x_BTD, new_kv = run_layers(
+            cfg, params, x_BTD, ctx, cache_kv, lora, lora_scale, lora_dropout, dropout_key
+        )
         x_BTD = layer_norm(x_BTD, self.ln_f_scale[...], self.ln_f_bias[...], cfg.layer_norm_epsilon)
         new_cache = None
         if cache is not None:
@@ -310,7 +335,8 @@ class GPTBigCode(nnx.Module):
 
     def __call__(self, tokens_BT: jax.Array, **kwargs: Any):
         """Logits [B, T, V]; with a cache, returns (logits, new_cache). Keyword arguments are
-        hidden_states' (segment_ids_BT, positions_BT, cache, lora, lora_scale)."""
+        hidden_states' (segment_ids_BT, positions_BT, cache, lora, lora_scale, lora_dropout,
+        dropout_key)."""
         h_BTD, new_cache = self.hidden_states(tokens_BT, **kwargs)
         logits_BTV = self.logits(h_BTD)
         return logits_BTV if kwargs.get("cache") is None else (logits_BTV, new_cache)

@@ -8,6 +8,8 @@ LoRA dropout is not applied (the merged formulation has no per-input path for it
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
@@ -99,3 +101,30 @@ def _target_of(param_name: str) -> str:
 def merge_into_params(params: dict, lora: dict, scale: float) -> dict:
     """Full model parameters with the adapters folded in (for export to Hugging Face format)."""
     return {**params, "blocks": merge_layer(params["blocks"], lora, scale)}
+
+
+# Kernels that read the same input share one dropout mask (PEFT adapts HF's fused c_attn, i.e.
+# q and kv together, on one dropped-out input).
+_INPUT_OF = {"q_kernel": 0, "kv_kernel": 0, "o_kernel": 1, "fc_kernel": 2, "proj_kernel": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerAdapters:
+    """One layer's adapters applied unmerged: kernel(x) + scale * (dropout(x) @ A) @ B."""
+
+    ab: dict  # {kernel name: {"a": [*in, r], "b": [r, *out]}} of this layer
+    scale: float
+    dropout: float
+    key: jax.Array
+
+    def delta(self, name: str, x: jax.Array) -> jax.Array | None:
+        """The adapter's addition to kernel `name` applied to x [B, T, *in] (None: no adapter)."""
+        if name not in self.ab:
+            return None
+        a, b = self.ab[name]["a"], self.ab[name]["b"]
+        keep = 1.0 - self.dropout
+        mask = jax.random.bernoulli(jax.random.fold_in(self.key, _INPUT_OF[name]), keep, x.shape)
+        x = jnp.where(mask, x / keep, 0).astype(x.dtype)
+        n_in = LORA_TARGETS[_target_of(name)][1]
+        xa = jnp.tensordot(x, a.astype(x.dtype), axes=n_in)
+        return (self.scale * jnp.tensordot(xa, b.astype(x.dtype), axes=1)).astype(x.dtype)

@@ -122,6 +122,8 @@ class LoraSection(Section):
     rank: int = Field(16, gt=0)
     alpha: float = Field(32.0, gt=0)
     targets: list[Literal[tuple(LORA_TARGETS)]] = ["q", "kv", "o"]
+    # PEFT's lora_dropout on each adapter's input (training only; > 0 runs adapters unmerged)
+    dropout: float = Field(0.0, ge=0, lt=1)
 
 
 class TrainSection(Section):

@@ -30,6 +30,8 @@ class StepSpec:
     # cross-entropy over chunks of this many positions (octojax/train/loss.py): None = auto
     # (chunked for vocabularies >= 16k), 0 = plain full-logits loss
     loss_chunk: int | None = None
+    lora_dropout: float = 0.0  # PEFT's lora_dropout; > 0 runs the adapters unmerged
+    seed: int = 0  # dropout masks: a key from (seed, step, micro-batch)
 
 
 def token_losses(
@@ -40,6 +42,8 @@ def token_losses(
     lora_scale: float = 1.0,
     *,
     loss_chunk: int | None = None,
+    lora_dropout: float = 0.0,
+    dropout_key: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """(sum of weighted token cross-entropies, sum of weights) for one (micro-)batch.
 
@@ -52,6 +56,8 @@ def token_losses(
         positions_BT=batch["positions"],
         lora=lora,
         lora_scale=lora_scale,
+        lora_dropout=lora_dropout,
+        dropout_key=dropout_key,
     )
     return cross_entropy(
         h_BTD,
@@ -76,34 +82,36 @@ def make_train_step(
 ) -> Callable[[dict, dict | None, dict], tuple[dict, dict]]:
     """step(state, frozen, batch) -> (state, metrics); state = {step, params, opt_state}."""
 
-    def loss_and_grad(trainable, frozen, batch):
-        def f(trainable, micro):
+    def loss_and_grad(trainable, frozen, batch, step_key):
+        def f(trainable, micro, key):
             chunk = spec.loss_chunk
             if spec.lora_scale is None:
                 return token_losses(spec.graphdef, trainable, micro, loss_chunk=chunk)
-            return token_losses(
-                spec.graphdef, frozen, micro, trainable, spec.lora_scale, loss_chunk=chunk
-            )
+            return token_losses(spec.graphdef, frozen, micro, trainable, spec.lora_scale,
+                                loss_chunk=chunk, lora_dropout=spec.lora_dropout, dropout_key=key)  # fmt: skip
 
-        grad_fn = jax.value_and_grad(lambda t, m: f(t, m), has_aux=True)
+        grad_fn = jax.value_and_grad(f, has_aux=True)
         if spec.num_micro_batches == 1:
-            (loss_sum, weight), grads = grad_fn(trainable, batch)
+            (loss_sum, weight), grads = grad_fn(trainable, batch, step_key)
             return loss_sum, weight, grads
 
         micro = {k: _split_micro(v, spec.num_micro_batches) for k, v in batch.items()}
 
-        def accumulate(carry, m):
+        def accumulate(carry, m_j):
             loss_sum, weight, grads = carry
-            (l_sum, w), g = grad_fn(trainable, m)
+            m, j = m_j
+            (l_sum, w), g = grad_fn(trainable, m, jax.random.fold_in(step_key, j))
             return (loss_sum + l_sum, weight + w, jax.tree.map(jnp.add, grads, g)), None
 
         zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), trainable)
         init = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), zeros)
-        (loss_sum, weight, grads), _ = jax.lax.scan(accumulate, init, micro)
+        xs = (micro, jnp.arange(spec.num_micro_batches))
+        (loss_sum, weight, grads), _ = jax.lax.scan(accumulate, init, xs)
         return loss_sum, weight, grads
 
     def step(state: dict, frozen: dict | None, batch: dict) -> tuple[dict, dict]:
-        loss_sum, weight, grads = loss_and_grad(state["params"], frozen, batch)
+        step_key = jax.random.fold_in(jax.random.key(spec.seed), state["step"])
+        loss_sum, weight, grads = loss_and_grad(state["params"], frozen, batch, step_key)
         denom = jnp.maximum(weight, 1.0)
         grads = jax.tree.map(lambda g: (g / denom).astype(jnp.float32), grads)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])

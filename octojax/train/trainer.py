@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 RESUMABLE_CHANGES = (
     "run_dir", "train.steps", "train.micro_batch_size", "mesh.", "checkpoint.", "log.", "export.",
     "data.num_workers", "model.remat", "model.attention_impl", "model.scan_layers", "init.",
+    "lora.dropout",
 )  # fmt: skip
 # ModelConfig fields that change the parameters' shapes (a saved model_config.json must match them)
 SHAPE_KEYS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "multi_query")
@@ -317,6 +318,8 @@ class Trainer:
             lora_scale=ts.lora_scale,
             num_micro_batches=t.global_batch_size // (t.micro_batch_size or t.global_batch_size),
             loss_chunk=t.loss_chunk,
+            lora_dropout=self.cfg.lora.dropout if self.cfg.lora.enabled else 0.0,
+            seed=t.seed,
         )
         return jax.jit(
             make_train_step(spec, ts.tx),
