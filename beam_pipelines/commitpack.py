@@ -255,7 +255,7 @@ def build_pipeline(pipeline: beam.Pipeline, args: argparse.Namespace, output: st
         for stage, outputs in datasets.items():
             spec = specs[stage]
             shards = outputs["records"] | f"Write_{stage}" >> WriteTFRecordDataset(
-                spec.stage_dir, stage, spec.records_per_shard, spec.split_by_language, shard_writer
+                spec.stage_dir, stage, spec.records_per_shard, spec.split_by_language
             )
             shards | f"Manifest_{stage}" >> WriteManifest(
                 spec.stage_dir, stage, spec.split_by_language

@@ -6,11 +6,12 @@ language with ``split_by_language``) is ``ceil(count / records_per_shard)``, com
 pipeline; a record's shard is a stable hash of its commit and path, so reruns over the same input
 put every record in the same shard file.
 
-Two ways to get there, same files (see :class:`WriteTFRecordDataset`): ``per_shard`` counts each
+Two ways to get there, same files: ``per_shard`` (:class:`WriteTFRecordDataset`) counts each
 group, assigns shards through a side input and groups by shard, so every shard is written by its
-own worker (Dataflow); ``per_group`` groups the already-encoded records by group once and writes
-all of a group's shards in one DoFn: one shuffle instead of a count, a side-input barrier, a
-flatten and a shuffle, which is what a single-machine runner pays for per byte.
+own worker (Dataflow); ``per_group`` (:func:`write_group_shards`, called by the stage's
+deduplication step in beam_pipelines.transforms) writes all of a group's shards in one DoFn
+right after the stage's one shuffle: no count, side-input barrier, flatten or second shuffle,
+which is what a single-machine runner pays for per byte.
 """
 
 import datetime
@@ -118,22 +119,6 @@ def encode_for_shard(record: Mapping[str, str]) -> tuple[int, bytes]:
     return shard_hash(record), frame(encode_example(record))
 
 
-class WriteGroupShardsFn(beam.DoFn):
-    """``per_group``: (group, [(shard hash, framed record)]) -> every shard of the group written
-    (``num_shards_for`` of its size, empty shards included), records in hash order."""
-
-    def __init__(self, stage_dir: str, stage: str, records_per_shard: int):
-        self.stage_dir = stage_dir
-        self.stage = stage
-        self.records_per_shard = records_per_shard
-
-    def process(self, item: tuple[str, Iterable[tuple[int, bytes]]]) -> Iterator[dict]:
-        group, values = item
-        yield from write_group_shards(
-            self.stage_dir, self.stage, group, values, self.records_per_shard
-        )
-
-
 def write_group_shards(
     stage_dir: str,
     stage: str,
@@ -165,11 +150,9 @@ def _concatenated(framed_records: list[bytes]) -> Callable[[BinaryIO], int]:
 
 
 class WriteTFRecordDataset(beam.PTransform):
-    """Records -> ``<output>/<stage>/...tfrecord`` shards; returns the shard infos.
-
-    ``shard_writer`` picks how (same files either way, see the module docstring): ``per_shard``
-    spreads the writing of one group over as many workers as it has shards (large groups on
-    Dataflow); ``per_group`` writes each group in one DoFn (one shuffle; a single machine)."""
+    """Records -> ``<output>/<stage>/...tfrecord`` shards, ``per_shard``: the writing of one
+    group is spread over as many workers as it has shards (large groups on Dataflow); returns
+    the shard infos. (One machine: see :func:`write_group_shards`.)"""
 
     def __init__(
         self,
@@ -177,35 +160,16 @@ class WriteTFRecordDataset(beam.PTransform):
         stage: str,
         records_per_shard: int = DEFAULT_RECORDS_PER_SHARD,
         split_by_language: bool = False,
-        shard_writer: str = "per_shard",
     ):
         super().__init__()
         if records_per_shard <= 0:
             raise ValueError("records_per_shard must be positive")
-        if shard_writer not in SHARD_WRITERS:
-            raise ValueError(f"shard_writer must be one of {SHARD_WRITERS}, got {shard_writer!r}")
         self.stage_dir = stage_dir
         self.stage = stage
         self.records_per_shard = records_per_shard
         self.split_by_language = split_by_language
-        self.shard_writer = shard_writer
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
-        split = self.split_by_language
-        if self.shard_writer == "per_group":
-            return (
-                records
-                | "EncodeRecords"
-                >> beam.Map(lambda r: (r["lang"] if split else ALL, encode_for_shard(r)))
-                | "GroupRecords" >> beam.GroupByKey()
-                | "WriteGroupShards"
-                >> beam.ParDo(
-                    WriteGroupShardsFn(self.stage_dir, self.stage, self.records_per_shard)
-                )
-            )
-        return self._expand_per_shard(records)
-
-    def _expand_per_shard(self, records: beam.PCollection) -> beam.PCollection:
         """Count per group, shard count as a side input, group by shard, write each shard."""
         split = self.split_by_language
         rps = self.records_per_shard

@@ -296,7 +296,7 @@ class _DedupAndWrite:
     one record per key (the stage's Count*KeptFn rule, which this mixes into), yielded for the
     next stage, and written as the stage's shards and manifest in the same step: one shuffle of
     the file contents instead of two, no manifest shuffle. The files are those
-    WriteTFRecordDataset(per_group) + WriteManifest write; shard infos go to SHARDS."""
+    WriteTFRecordDataset (per_shard) + WriteManifest write (tested); shard infos go to SHARDS."""
 
     def __init__(self, spec: ShardSpec):
         self.spec = spec

@@ -3,7 +3,8 @@
 Adapters are a separate parameter tree {kernel name: {"a": [L, *in, r], "b": [L, r, *out]}} so that
 the base weights stay frozen and only adapters enter the optimizer. The merge happens inside the
 layer scan, one layer at a time, so no second copy of the model's weights is ever materialised.
-LoRA dropout is not applied (the merged formulation has no per-input path for it).
+With LoRA dropout (training only) adapters cannot be merged: each then runs beside its kernel on
+the dropped-out input, as PEFT does (`LayerAdapters`).
 """
 
 from __future__ import annotations

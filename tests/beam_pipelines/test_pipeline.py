@@ -331,7 +331,7 @@ def test_shard_writer_choice(choice, runner, want):
 def test_group_writer_writes_empty_shards_and_hash_order(tmp_path):
     """Three records, one per shard wanted: two hash to the same shard, so one shard is empty
     and still written; each record is in the shard ``shard_index`` names."""
-    from beam_pipelines.sinks import WriteGroupShardsFn, encode_for_shard, shard_index
+    from beam_pipelines.sinks import encode_for_shard, shard_index, write_group_shards
 
     def record(i: int) -> dict[str, str]:
         return {f: (f"c{i}" if f == "commit" else f"{f} {i}") for f in FIELDS}
@@ -344,8 +344,8 @@ def test_group_writer_writes_empty_shards_and_hash_order(tmp_path):
         twin,
         next(r for r in candidates if shard_index(r, 3) != shard_index(first, 3)),
     ]
-    fn = WriteGroupShardsFn(str(tmp_path), "commitpack", records_per_shard=1)
-    infos = list(fn.process(("all", [encode_for_shard(r) for r in records])))
+    values = [encode_for_shard(r) for r in records]
+    infos = list(write_group_shards(str(tmp_path), "commitpack", "all", values, 1))
     assert [i["path"] for i in infos] == [f"commitpack-0000{k}-of-00003.tfrecord" for k in range(3)]
     assert sorted(i["num_records"] for i in infos) == [0, 1, 2]
     for k, info in enumerate(infos):
