@@ -11,16 +11,6 @@ from pathlib import Path
 
 from eval.execution import sandbox
 
-#: The reference harness's timeouts (seconds), per language (octopack.md section 4).
-DEFAULT_TIMEOUTS = {
-    "python": 10.0,
-    "cpp": 60.0,
-    "js": 10.0,
-    "java": 10.0,
-    "go": 20.0,
-    "rust": 300.0,
-}
-
 STATUSES = ("passed", "failed", "timeout", "compile_error", "error")
 DETAIL_CHARS = 2000
 
@@ -46,11 +36,19 @@ class ExecResult:
     cached: bool = False
 
 
+def _table_timeouts() -> dict[str, float]:
+    """Each language's timeout from its entry in the languages table (imported here, not at the
+    top: the table's steps import this module)."""
+    from eval.execution.languages import default_timeouts
+
+    return default_timeouts()
+
+
 @dataclass(frozen=True)
 class Settings:
     """How programs are executed. Part of the result-cache key (see `fingerprint`)."""
 
-    timeouts: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
+    timeouts: dict[str, float] = field(default_factory=_table_timeouts)
     sandbox: bool = True  # bubblewrap; rlimits, uids and the process-group kill always apply
     # OCTOJAX_RAND_SEED for the Rust rand crate (None = OS entropy, as rand does). Fixed by default
     # for reproducible verdicts; 2 is the smallest seed under which Rust/32 terminates (data defect).

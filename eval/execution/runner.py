@@ -17,7 +17,8 @@ from tqdm import tqdm
 from eval.execution import sandbox, toolchains
 from eval.execution.base import ExecResult, Program, Settings, Slot, make_slot_root
 from eval.execution.cache import ResultCache, cache_key
-from eval.execution.executors import EXECUTOR_VERSION, EXECUTORS, Executor
+from eval.execution.executors import EXECUTOR_VERSION, Executor
+from eval.execution.languages import LANGUAGE_TABLE
 
 
 def default_workers() -> int:
@@ -45,9 +46,9 @@ def _check_request(programs: list[Program], settings: Settings) -> None:
             "or pass Settings(sandbox=False) to rely on uids, rlimits and process-group kills only"
         )
     languages = sorted({p.language for p in programs})
-    unknown = [lang for lang in languages if lang not in EXECUTORS]
+    unknown = [lang for lang in languages if lang not in LANGUAGE_TABLE]
     if unknown:
-        raise ValueError(f"unknown language(s) {unknown}; expected one of {sorted(EXECUTORS)}")
+        raise ValueError(f"unknown language(s) {unknown}; expected one of {sorted(LANGUAGE_TABLE)}")
 
 
 def _answer_from_cache(
@@ -72,10 +73,10 @@ def _answer_from_cache(
 
 def _start_executors(languages: list[str], settings: Settings) -> dict[str, Executor]:
     """One prepared executor per language (toolchains checked, shared artefacts built)."""
-    toolchains.check_toolchains(languages)
+    toolchains.check_toolchains(dict.fromkeys(LANGUAGE_TABLE[lang].checks for lang in languages))
     executors: dict[str, Executor] = {}
     for lang in languages:
-        executors[lang] = EXECUTORS[lang](settings)
+        executors[lang] = Executor(LANGUAGE_TABLE[lang], settings)
         executors[lang].prepare()
     return executors
 
