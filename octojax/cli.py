@@ -7,6 +7,7 @@ Known errors (bad configs, missing or unreadable files, checkpoints that do not 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 
@@ -42,31 +43,83 @@ def _evaluate(args: argparse.Namespace) -> int:
     return eval_main(args.eval_args)
 
 
+# Errors that mean bad input, by module. Looked up in sys.modules, never imported: a class can only
+# have been raised once its module is loaded, and reporting an error must not import anything.
+_INPUT_ERRORS = (
+    ("octojax.config", "ConfigError"),
+    ("octojax.convert.hf_checkpoint", "CheckpointError"),
+    ("octojax.convert.octojax_checkpoint", "UnreadableCheckpoint"),
+    ("octojax.convert.safetensors_io", "SafetensorsError"),
+    ("octojax.data.sources", "BadRecordError"),
+    ("octojax.generate.generator", "PromptTooLong"),
+)
+
+# Packages the core install lacks (`pip install octojax`), by top-level module: the extra with them.
+OPTIONAL_MODULES = {
+    "apache_beam": "beam",
+    "tensorflow_datasets": "beam",
+    "torch": "torch",
+    "datasets": "hub",
+    "tensorflow": "tf",
+}
+
+
 def known_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input (reported in one line), not a bug in octojax."""
-    from octojax.config import ConfigError
-    from octojax.convert.hf_checkpoint import CheckpointError
-    from octojax.convert.octojax_checkpoint import UnreadableCheckpoint
-    from octojax.convert.safetensors_io import SafetensorsError
-    from octojax.data.sources import BadRecordError
-    from octojax.generate.generator import PromptTooLong
-
+    loaded = [getattr(sys.modules.get(module), name, None) for module, name in _INPUT_ERRORS]
     return (
-        ConfigError, CheckpointError, UnreadableCheckpoint, SafetensorsError, BadRecordError,
-        PromptTooLong, FileNotFoundError,
+        *(cls for cls in loaded if cls is not None), FileNotFoundError,
         NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError,
         UnicodeDecodeError, json.JSONDecodeError,
     )  # fmt: skip
 
 
+def missing_extra(module: str | None) -> str | None:
+    """`pip install 'octojax[EXTRA]'` for an optional module that is not installed, else None."""
+    extra = OPTIONAL_MODULES.get((module or "").partition(".")[0])
+    return f"pip install 'octojax[{extra}]'" if extra else None
+
+
+def _needs_beam(args: argparse.Namespace) -> bool:
+    """`octojax commitpack`, and `octojax run` unless --only leaves out the commitpack stage."""
+    if args.command == "commitpack":
+        return True
+    only = getattr(args, "only", None) or []
+    return args.command == "run" and (not only or "commitpack" in only)
+
+
+def _refuse_without_beam(args: argparse.Namespace) -> str | None:
+    """The one-line refusal of a command that runs the Beam pipeline when Beam is not installed."""
+    if not _needs_beam(args) or importlib.util.find_spec("apache_beam") is not None:
+        return None
+    what = "the commitpack stage" if args.command == "run" else "it"
+    hint = " (or pick other stages with --only)" if args.command == "run" else ""
+    return (
+        f"{what} needs Apache Beam, which the core install lacks: "
+        f"{missing_extra('apache_beam')}{hint}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    refusal = _refuse_without_beam(args)
+    if refusal:
+        print(f"octojax {args.command}: error: {refusal}", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"octojax {args.command}: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as e:
+        install = missing_extra(e.name)
+        if args.debug or install is None:
+            raise
+        print(
+            f"octojax {args.command}: error: {e.name} is not installed: {install}", file=sys.stderr
+        )
+        return 2
     except known_errors() as e:
         if args.debug:
             raise
