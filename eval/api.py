@@ -1,7 +1,7 @@
 """The typed Python API of HumanEvalPack evaluation; `python -m eval` is a thin wrapper over it.
 
     from eval.api import DataOptions, ModelOptions, OutputOptions, generate
-    from eval.generation import SamplingConfig
+    from octojax.sampling_config import SamplingConfig
 
     run = generate(ModelOptions("runs/octopack/train/hf", dtype="float32"),
                    tasks=["humanevalsynthesize"], languages=["python", "js"],
@@ -11,8 +11,9 @@
     run.results          # the result records written to run.results_json
 
 Every function raises one of `EVAL_ERRORS` (bad options, missing files or toolchains) rather
-than exiting; the CLI turns those into exit status 2. Nothing here imports jax: generation loads
-`octojax.generate` only when a model is loaded.
+than exiting; the CLI turns those into exit status 2. Nothing here imports jax: a caller that holds
+a generator passes it (`generator=`, as `octojax run` does); otherwise eval.generation loads
+`octojax.generate` when the model is loaded.
 """
 
 from __future__ import annotations
@@ -20,11 +21,16 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from eval.data import DataError, load_problems, parse_languages
-from eval.generation import GeneratorUnavailable, SamplingConfig
+from eval.generation import (
+    DEFAULT_SAMPLING,
+    GeneratorUnavailable,
+    SamplingConfig,
+    TextGenerator,
+)
 from eval.harness_format import (
     GenerationsFileError,
     fit_to_rows,
@@ -48,7 +54,6 @@ from eval.tasks import (
 )
 
 DATA_DIR_ENV = "HUMANEVALPACK_DIR"
-DEFAULT_SAMPLING = SamplingConfig()  # greedy, one sample, as `python -m eval` defaults
 
 
 class UsageError(ValueError):
@@ -125,11 +130,9 @@ class OutputOptions:
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """The model to generate with (Hugging Face or octojax checkpoint dir) and how to place it.
-
-    `mesh` ("data=2,fsdp=1,tensor=4") and `distributed` are passed to
-    `Generator.from_pretrained` only when set, so older generators without them still load.
-    """
+    """The model to generate with (Hugging Face or octojax checkpoint dir) and how to place it:
+    `mesh` in the spec form "data=2,fsdp=1,tensor=4" (octojax/mesh.py), `distributed` for
+    one process per host. Recorded in results.json even when the caller passes the generator."""
 
     path: str | os.PathLike
     dtype: str = "bfloat16"
@@ -183,16 +186,15 @@ def _say(output: OutputOptions, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _load_generator(model: ModelOptions):
-    """`eval.generation.load_generator`, with mesh/distributed only when set."""
-    from eval import generation
+def _generator(model: ModelOptions, generator: TextGenerator | None) -> TextGenerator:
+    """The caller's generator, else one loaded from `model`."""
+    if generator is not None:
+        return generator
+    from eval import generation  # looked up at call time, so tests can replace the loader
 
-    extra: dict = {}
-    if model.mesh is not None:
-        extra["mesh"] = model.mesh
-    if model.distributed:
-        extra["distributed"] = True
-    return generation.load_generator(model.path, dtype=model.dtype, **extra)
+    return generation.load_generator(
+        model.path, model.dtype, mesh=model.mesh, distributed=model.distributed
+    )
 
 
 def _score_and_record(
@@ -238,7 +240,7 @@ def _descriptions_for(path: Path, n_problems: int) -> list[list[str]]:
 class _Generation:
     """What `_generate_task` needs besides the task: one object so signatures stay short."""
 
-    generator: object
+    generator: TextGenerator
     model: ModelOptions
     data: DataOptions
     sampling: SamplingConfig
@@ -250,8 +252,6 @@ def _generate_task(
     g: _Generation, task: Task, entries: list[Entry], n_samples: int
 ) -> tuple[list[list[str]], dict, Path]:
     """Generate one task/language, save harness-format (and raw) files; rows, config, path."""
-    from dataclasses import replace
-
     from eval.generation import generate_rows
 
     out = Path(g.output.output_dir)
@@ -260,7 +260,7 @@ def _generate_task(
     writer = _is_writer(g.generator)  # multi-host: every process generates, process 0 writes
     if checkpoint.exists() and not g.resume and writer:
         checkpoint.unlink()
-    config = replace(g.sampling, n_samples=n_samples)
+    config = g.sampling.replace(n_samples=n_samples)
     raw: list[list[str]] = []
     resumed = checkpoint.exists()
     rows = generate_rows(g.generator, task, entries, config, progress=g.output.progress,
@@ -277,7 +277,7 @@ def _generate_task(
         "data": g.data.describe(),
         "limit": g.data.limit,
         "generations": str(final),
-        **{f.name: getattr(config, f.name) for f in fields(config)},
+        **config.model_dump(),
     }
     return rows, run_config, final
 
@@ -308,11 +308,13 @@ def generate(
     descriptions_dir: str | os.PathLike | None = None,
     generation_only: bool = False,
     resume: bool = False,
+    generator: TextGenerator | None = None,
 ) -> EvalRun:
     """Generate every task x language with an octojax model, save the files, score code tasks.
 
     Explain-synthesize reads its descriptions from `descriptions_dir` (default: the output dir).
-    `resume` continues from intermediate files of an interrupted run.
+    `resume` continues from intermediate files of an interrupted run. `generator`: one already
+    loaded (else `model` is loaded).
     """
     model = _as_model(model)
     task_names = parse_tasks(tasks)
@@ -320,7 +322,7 @@ def generate(
     for name in task_names:
         Task(name, "python", template)  # fail on a bad task/template before loading a model
     all_problems = {language: data.problems(language) for language in language_ids}
-    g = _Generation(_load_generator(model), model, data, sampling, output, resume)
+    g = _Generation(_generator(model, generator), model, data, sampling, output, resume)
     model_name = output.model_name or model.name()
     run = EvalRun()
     for name in task_names:
@@ -357,6 +359,7 @@ def describe_then_synthesize(
     output: OutputOptions = OutputOptions(),
     generation_only: bool = False,
     resume: bool = False,
+    generator: TextGenerator | None = None,
 ) -> EvalRun:
     """HumanEvalExplain: describe each program (n_descriptions per problem), synthesize
     `sampling.n_samples` programs from every description, then score them."""
@@ -364,7 +367,7 @@ def describe_then_synthesize(
     language_ids = parse_languages(languages)
     Task(EXPLAIN_DESCRIBE, "python", template)
     all_problems = {language: data.problems(language) for language in language_ids}
-    g = _Generation(_load_generator(model), model, data, sampling, output, resume)
+    g = _Generation(_generator(model, generator), model, data, sampling, output, resume)
     model_name = output.model_name or model.name()
     eos = g.generator.eos_token
     run = EvalRun()

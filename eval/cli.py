@@ -27,7 +27,7 @@ from eval.api import (
     OutputOptions,
     parse_ks,
 )
-from eval.generation import SamplingConfig
+from eval.generation import DEFAULT_SAMPLING, SamplingConfig, add_sampling_flags, sampling_from_args
 from eval.metrics import DEFAULT_KS
 from eval.prompts import DEFAULT_TEMPLATE, TEMPLATES
 
@@ -86,7 +86,9 @@ def _add_generation_options(p: argparse.ArgumentParser, *, n_descriptions: bool 
     )
     p.add_argument("--template", default=DEFAULT_TEMPLATE, choices=TEMPLATES)
     g = p.add_argument_group("sampling (paper: --n-samples 20 --temperature 0.2 --top-p 0.95)")
-    g.add_argument("--n-samples", type=int, default=1, help="samples per problem (default: 1)")
+    add_sampling_flags(
+        g, DEFAULT_SAMPLING, aliases={"max_new_tokens": ("--max-length-generation",)}
+    )
     if n_descriptions:
         g.add_argument(
             "--n-descriptions",
@@ -94,17 +96,6 @@ def _add_generation_options(p: argparse.ArgumentParser, *, n_descriptions: bool 
             default=1,
             help="descriptions per problem; each gets --n-samples programs (default: 1)",
         )
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--top-k", type=int, default=0, help="0 = off")
-    g.add_argument(
-        "--max-length-generation",
-        type=int,
-        default=2048,
-        help="maximum new tokens per sample (default: 2048)",
-    )
-    g.add_argument("--batch-size", type=int, default=32, help="sequences per forward batch")
-    g.add_argument("--seed", type=int, default=0)
     g.add_argument("--resume", action="store_true", help="continue from intermediate files")
 
 
@@ -206,15 +197,7 @@ def _model(args: argparse.Namespace) -> ModelOptions:
 
 
 def _sampling(args: argparse.Namespace) -> SamplingConfig:
-    return SamplingConfig(
-        n_samples=args.n_samples,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        max_new_tokens=args.max_length_generation,
-        batch_size=args.batch_size,
-        seed=args.seed,
-    )
+    return sampling_from_args(args, DEFAULT_SAMPLING)
 
 
 # ---- commands -----------------------------------------------------------------------------

@@ -1,10 +1,12 @@
-"""Generation glue: prompts in, harness-format generations out, through `octojax.generate`.
+"""Generation glue: prompts in, harness-format generations out, through a `TextGenerator`.
 
-`octojax.generate` needs jax, so it is imported only inside `load_generator`; the rest of eval
-(and scoring in particular) never imports jax.
+This is the one module of eval that touches octojax: it takes the sampling settings type from
+`octojax.sampling_config` (no jax) and, for `python -m eval generate` only, loads an
+`octojax.generate.Generator` inside `load_generator` (jax). Callers that already hold a
+generator (`octojax run`) hand it in; scoring never imports jax.
 
-n samples per row are made by repeating the row's prompt n times in one `generate` call with
-the same seed: each row samples with its own key (the generator folds the row index into the
+n samples per row come from the generator, which repeats the row's prompt n times in one call
+with the same seed: each row samples with its own key (the generator folds the row index into the
 seed, and prefills the shared prompt once), so copies differ whenever temperature > 0 (with
 temperature 0 they are identical, as in the harness without --do_sample). Rows are sent in calls
 of about sixteen decode batches, so continuous batching keeps its slots full; a call's seed is
@@ -20,13 +22,23 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from eval.harness_format import check_generations, save_generations
 from eval.postprocess import is_complete
 from eval.tasks import EXPLAIN_DESCRIBE, Entry, Task
+from octojax.sampling_config import SamplingConfig, add_sampling_flags, sampling_from_args
+
+__all__ = [
+    "DEFAULT_SAMPLING", "GeneratorUnavailable", "SamplingConfig", "TextGenerator",
+    "add_sampling_flags", "generate_rows", "load_generator", "sampling_from_args",
+]  # fmt: skip
+
+# HumanEvalPack's generation length: the paper's "max length 2048" (octopack.md, evaluation), the
+# bigcode-evaluation-harness's --max_length_generation 2048 in the OctoPack commands.
+HUMANEVALPACK_MAX_NEW_TOKENS = 2048
+DEFAULT_SAMPLING = SamplingConfig(max_new_tokens=HUMANEVALPACK_MAX_NEW_TOKENS)  # greedy, 1 sample
 
 
 class GeneratorUnavailable(RuntimeError):
@@ -34,34 +46,12 @@ class GeneratorUnavailable(RuntimeError):
 
 
 class TextGenerator(Protocol):
-    """What eval needs from `octojax.generate.Generator`."""
+    """What eval needs from a generator (`octojax.generate.Generator` is one): n_samples
+    completions per prompt, prompt-major, each with a `.text`."""
 
     eos_token: str
 
-    def generate(self, prompts: list[str], **kwargs) -> list: ...
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """Decoding settings (paper: n=20, temperature 0.2, top-p 0.95, max length 2048)."""
-
-    n_samples: int = 1
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 2048
-    batch_size: int = 32
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.n_samples < 1:
-            raise ValueError("n_samples must be at least 1")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1")
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
-            raise ValueError("need temperature >= 0, 0 < top_p <= 1, top_k >= 0")
+    def generate(self, prompts: list[str], sampling: SamplingConfig, **kwargs) -> list: ...
 
 
 def load_generator(
@@ -71,23 +61,17 @@ def load_generator(
     mesh: str | None = None,
     distributed: bool = False,
 ) -> TextGenerator:
-    """An `octojax.generate.Generator` for a Hugging Face or octojax checkpoint directory.
-
-    `mesh` (e.g. "data=2,fsdp=1,tensor=4") and `distributed` reach `Generator.from_pretrained`
-    only when set, so generators that predate those arguments keep working without them.
-    """
+    """An `octojax.generate.Generator` for a Hugging Face or octojax checkpoint directory, on
+    `mesh` (e.g. "data=2,fsdp=1,tensor=4"; octojax/mesh.py), multi-host when `distributed`."""
     try:
         from octojax.generate import Generator  # lazy: pulls in jax
     except ImportError as e:
         raise GeneratorUnavailable(
             f"generation needs octojax.generate and jax ({e}); score-only works without them"
         ) from e
-    placement: dict = {}
-    if mesh is not None:
-        placement["mesh"] = mesh
-    if distributed:
-        placement["distributed"] = True
-    return Generator.from_pretrained(str(model_path), dtype=dtype, **placement)
+    return Generator.from_pretrained(
+        str(model_path), dtype=dtype, mesh=mesh, distributed=distributed
+    )
 
 
 def _load_checkpoint(path: Path, n_rows: int) -> list[list[str]]:
@@ -131,7 +115,7 @@ def generate_rows(
     checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
     done = _load_checkpoint(checkpoint, len(entries)) if checkpoint else []
     rows: list[list[str]] = list(done)
-    stops = task.stop_sequences()
+    stops = [*task.stop_sequences(), *config.stop_sequences]
     prompts = [task.prompt(e) for e in entries]
     # The harness's early-stop check (code tasks only): a row whose first function is complete
     # stops generating; post-processing would throw the rest away anyway.
@@ -140,7 +124,7 @@ def generate_rows(
         stop_when = lambda text: is_complete(task.language, text, stops)  # noqa: E731
     # Large calls keep the generator's decode slots full (continuous batching drains only at a
     # call's end); between calls the finished rows are saved for --resume.
-    rows_per_call = max(1, math.ceil(16 * config.batch_size / config.n_samples))
+    rows_per_call = max(1, math.ceil(16 * config.slots / config.n_samples))
     bar = tqdm(
         total=len(entries),
         initial=len(rows),
@@ -151,24 +135,13 @@ def generate_rows(
     try:
         for start in range(len(rows), len(entries), rows_per_call):
             stop = min(start + rows_per_call, len(entries))
-            batch_prompts = [p for p in prompts[start:stop] for _ in range(config.n_samples)]
-            outputs = generator.generate(
-                batch_prompts,
-                max_new_tokens=config.max_new_tokens,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                top_k=config.top_k,
-                stop_sequences=stops,
-                stop_when=stop_when,
-                # Offset by the index of the call's first prompt: the generator seeds each row
-                # with (seed, row index within the call), so no two rows of a run share a key.
-                seed=config.seed + start * config.n_samples,
-                batch_size=config.batch_size,
-            )
-            if len(outputs) != len(batch_prompts):
-                raise RuntimeError(
-                    f"generator returned {len(outputs)} outputs for {len(batch_prompts)} prompts"
-                )
+            # Seed offset by the index of the call's first row: the generator seeds each row with
+            # (seed, row index within the call), so no two rows of a run share a key.
+            call = config.replace(seed=config.seed + start * config.n_samples, stop_sequences=stops)
+            outputs = generator.generate(prompts[start:stop], call, stop_when=stop_when)
+            expected = (stop - start) * config.n_samples
+            if len(outputs) != expected:
+                raise RuntimeError(f"generator returned {len(outputs)} outputs for {expected} rows")
             for i, entry in enumerate(entries[start:stop]):
                 texts = [o.text for o in outputs[i * config.n_samples : (i + 1) * config.n_samples]]
                 rows.append([task.postprocess(entry, t) for t in texts])

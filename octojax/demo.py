@@ -11,6 +11,8 @@ import json
 import time
 from pathlib import Path
 
+from octojax.sampling_config import add_sampling_flags, sampling_from_args
+
 DEFAULT_PROMPTS = (
     "def fibonacci(n):\n",
     "Question: Fix bugs in has_close_elements.\n\nAnswer:\nfrom typing import List\n",
@@ -23,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="random tiny StarCoder: export, reload, generate (smoke test)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     p.add_argument("--preset", default="smoke")
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    add_sampling_flags(p.add_argument_group("sampling"))
     p.set_defaults(func=run)
 
 
@@ -43,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"[demo] {cfg.num_params() / 1e6:.2f}M-parameter model exported to {hf_dir}")
 
     gen = Generator.from_pretrained(hf_dir, dtype="float32")
-    outs = gen.generate(list(DEFAULT_PROMPTS), max_new_tokens=args.max_new_tokens, seed=0)
+    sampling = sampling_from_args(args)
+    outs = gen.generate(list(DEFAULT_PROMPTS), sampling)
     first = gen.last_stats
-    outs = gen.generate(list(DEFAULT_PROMPTS), max_new_tokens=args.max_new_tokens, seed=0)
+    outs = gen.generate(list(DEFAULT_PROMPTS), sampling)
     warm = gen.last_stats
     report = {
         "model": {"preset": args.preset, "params": cfg.num_params(), "hf_dir": str(hf_dir)},
@@ -56,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
             "warm_seconds": round(warm["seconds"], 3),
             "tokens_per_second": round(warm["new_tokens"] / warm["seconds"], 1),
         },
-        "samples": [{"prompt": p, "completion": o.text} for p, o in zip(DEFAULT_PROMPTS, outs)],
+        "samples": [
+            {"prompt": DEFAULT_PROMPTS[i // sampling.n_samples], "completion": o.text}
+            for i, o in enumerate(outs)
+        ],
         "total_seconds": round(time.perf_counter() - t0, 2),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

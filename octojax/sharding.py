@@ -150,6 +150,10 @@ def tree_shardings(axes: dict, shapes: dict, mesh: Mesh, rules: Rules | None = N
 BATCH_KEYS = ("inputs", "targets", "segment_ids", "positions", "loss_weights")
 BATCH_AXES = ("batch", "length")
 
+# The generation KV cache [layers, batch, length, kv_heads, head_dim]: rows over data x fsdp, K/V
+# heads over tensor where the model has several (octojax/generate/decode.py; octojax plan).
+CACHE_AXES = ("layers", "batch", "length", "kv_heads", "kv")
+
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """The sharding of every batch array: rows over ("data", "fsdp"), length replicated."""

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from octojax.sampling_config import add_sampling_flags, sampling_from_args
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate completions with KV-cache decoding")
@@ -15,23 +17,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     p.add_argument("--prompts-file", type=Path, help='JSONL with a "prompt" field per line')
     p.add_argument("--output", type=Path, help="write JSONL results here (default: print)")
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--stop", action="append", default=[], help="stop sequence (repeatable)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=32)
+    add_sampling_flags(p.add_argument_group("sampling"))
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
     p.add_argument(
         "--strict",
         action="store_true",
         help="refuse prompts that do not fit n_positions - max_new_tokens (default: warn, keep their end)",
     )
-    p.add_argument("--n-samples", type=int, default=1, help="completions per prompt (one prefill)")
     p.add_argument("--scheduler", choices=("continuous", "static"), default="continuous")
     p.add_argument(
-        "--mesh", default=None, help='device mesh, e.g. "data=2,fsdp=1,tensor=4" (-1 fills)'
+        "--mesh",
+        default=None,
+        help='device mesh, e.g. "data=2,fsdp=1,tensor=4" (-1 fills; dcn_* too; octojax/mesh.py)',
     )
     p.add_argument(
         "--distributed",
@@ -63,23 +60,6 @@ def read_prompts(path: Path) -> list[str]:
     return prompts
 
 
-def _initialize_distributed(args: argparse.Namespace) -> None:
-    """jax.distributed.initialize with the explicit flags (else the cluster's environment)."""
-    import jax
-
-    kwargs = {
-        k: v
-        for k, v in (
-            ("coordinator_address", args.coordinator),
-            ("num_processes", args.num_processes),
-            ("process_id", args.process_id),
-        )
-        if v is not None
-    }
-    if not jax.distributed.is_initialized():
-        jax.distributed.initialize(**kwargs)
-
-
 def run(args: argparse.Namespace) -> int:
     from octojax.generate.generator import Generator
 
@@ -87,9 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if not prompts:
         print("octojax generate: give --prompt or --prompts-file", file=sys.stderr)
         return 2
-    if args.n_samples < 1:
-        print("octojax generate: --n-samples must be at least 1", file=sys.stderr)
-        return 2
+    sampling = sampling_from_args(args)
     if args.output is not None and not args.output.parent.is_dir():
         print(
             f"octojax generate: error: {args.output.parent}: no such folder for --output",
@@ -97,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2  # checked before any generation work, so no text is lost at the end
     if args.distributed:
-        _initialize_distributed(args)
+        from octojax.mesh import initialize_distributed
+
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     gen = Generator.from_pretrained(
         args.model,
         dtype=args.dtype,
@@ -106,32 +86,21 @@ def run(args: argparse.Namespace) -> int:
         distributed=args.distributed,
     )
     gen.strict = args.strict
-    prompts = [p for p in prompts for _ in range(args.n_samples)]
-    outs = gen.generate(
-        prompts,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        stop_sequences=args.stop,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        progress=True,
-        scheduler=args.scheduler,
-    )
+    outs = gen.generate(prompts, sampling, progress=True, scheduler=args.scheduler)
+    n = sampling.n_samples
     import jax
 
     if args.distributed and jax.process_index() != 0:
         return 0  # every process holds every output; process 0 writes them once
     rows = [
         {
-            "prompt": p,
-            "sample": i % args.n_samples,
+            "prompt": prompts[i // n],
+            "sample": i % n,
             "completion": o.text,
             "finish_reason": o.finish_reason,
             "token_ids": o.token_ids,
         }
-        for i, (p, o) in enumerate(zip(prompts, outs))
+        for i, o in enumerate(outs)
     ]
     if args.output:
         tmp = args.output.with_name(args.output.name + ".partial")

@@ -29,12 +29,11 @@ from flax import nnx
 
 from octojax.generate.sampling import SamplingParams, sample_rows
 from octojax.model.gptbigcode import GPTBigCode, KVCache, layer_norm
-from octojax.sharding import constrain
+from octojax.sharding import CACHE_AXES, constrain
 
 # Layers are unrolled in the decode step up to this depth (fewer loop and copy overheads on
 # small models); deeper models scan, keeping compile time flat.
 UNROLL_LAYERS = 8
-CACHE_AXES = ("layers", "batch", "length", "kv_heads", "kv")
 
 
 @jax.tree_util.register_dataclass

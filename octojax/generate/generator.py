@@ -19,7 +19,10 @@ from tqdm import tqdm
 from octojax.generate import mesh as gmesh
 from octojax.generate.engine import Engine, RowResult
 from octojax.generate.sampling import SamplingParams
+from octojax.mesh import MeshSection, initialize_distributed
 from octojax.model.gptbigcode import GPTBigCode
+from octojax.sampling_config import SamplingConfig
+from octojax.sharding import Rules, use_rules
 from octojax.tokenizer import load_tokenizer
 
 _REASONS = ("eos", "length", "stop")
@@ -54,11 +57,13 @@ class Generator:
         *,
         mesh: Mesh | None = None,
         distributed: bool = False,
+        rules: Rules | None = None,
     ):
         self.model = model
         self.tokenizer = tokenizer
         self.mesh = mesh
         self.distributed = distributed
+        self.rules = rules  # logical-axis rules in effect while tracing (None: the default table)
         self.eos_token: str = tokenizer.eos_token or "<|endoftext|>"
         self.eos_ids = tuple(
             sorted({i for i in (tokenizer.eos_token_id, model.cfg.eos_token_id) if i is not None})
@@ -77,25 +82,35 @@ class Generator:
         *,
         dtype: str = "bfloat16",
         tokenizer: str | Path | None = None,
-        mesh: str | Mesh | None = None,
+        mesh: str | MeshSection | Mesh | None = None,
         distributed: bool = False,
     ) -> Generator:
         """Load a Hugging Face GPTBigCode directory or an octojax checkpoint (params or run).
 
-        mesh: a Mesh or a spec like "data=2,fsdp=1,tensor=4"; parameters are placed on it tensor
-        by tensor while they stream in. distributed: call jax.distributed.initialize() and split
-        the prompts over processes (each on a mesh over its own devices). The tokenizer comes
-        from `tokenizer`, else the model directory (HF), else `tokenizer/` beside the octojax
-        checkpoint's model_config.json.
+        mesh: a MeshSection (the training config's `mesh:` works as is, rules included), its
+        spec form "data=2,fsdp=1,tensor=4", or a Mesh; parameters are placed on it tensor by
+        tensor while they stream in. distributed (or the section's `distributed`): call
+        jax.distributed.initialize() and split the prompts over processes (each on a mesh over
+        its own devices). The tokenizer comes from `tokenizer`, else the model directory (HF),
+        else `tokenizer/` beside the octojax checkpoint's model_config.json.
         """
+        distributed = distributed or bool(getattr(mesh, "distributed", False))
+        if distributed:
+            initialize_distributed()
+        mesh, section = gmesh.generation_mesh(mesh, distributed=distributed)
+        rules = section.logical_rules() if section is not None else None
+        with use_rules(rules):
+            model, tok = cls._load(path, dtype, tokenizer, mesh)
+        return cls(model, tok, mesh=mesh, distributed=distributed, rules=rules)
+
+    @staticmethod
+    def _load(path, dtype, tokenizer, mesh):
+        """(model, tokenizer) from a HF directory or octojax checkpoint, placed on `mesh`."""
         from octojax.convert.hf_checkpoint import load_hf_params
         from octojax.convert.octojax_checkpoint import find_params_dir, load_config, load_params
         from octojax.model.config import ModelConfig
         from octojax.model.gptbigcode import model_from_params
 
-        if distributed:
-            gmesh.initialize_distributed()
-        mesh = gmesh.generation_mesh(mesh, distributed=distributed)
         path = Path(path)
         if (path / "config.json").exists():
             cfg = ModelConfig.from_hf_json(path, dtype=dtype, param_dtype=dtype)
@@ -114,7 +129,7 @@ class Generator:
                     "pass tokenizer="
                 )
             tok = load_tokenizer(tok_dir)
-        return cls(model_from_params(cfg, params), tok, mesh=mesh, distributed=distributed)
+        return model_from_params(cfg, params), tok
 
     @property
     def is_main_process(self) -> bool:
@@ -134,27 +149,30 @@ class Generator:
     def warmup(
         self,
         prompts: Sequence[str],
+        sampling: SamplingConfig | None = None,
         *,
-        max_new_tokens: int | Sequence[int] = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        top_k: int = 0,
-        batch_size: int = 32,
+        max_new_tokens_per_prompt: Sequence[int] | None = None,
     ) -> None:
         """Compile ahead what `generate` with these arguments will run (benchmarks, servers)."""
-        limits = self._limits(prompts, max_new_tokens)
-        sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k)
-        self.engine(batch_size).warmup(self.encode(prompts, limits), limits, sampling=sampling)
+        sampling = sampling or SamplingConfig()
+        rows, limits = self._rows(prompts, sampling, max_new_tokens_per_prompt)
+        with use_rules(self.rules):
+            self.engine(sampling.slots).warmup(
+                self.encode(rows, limits), limits, sampling=SamplingParams.of(sampling)
+            )
 
-    def _limits(self, prompts: Sequence[str], max_new_tokens: int | Sequence[int]) -> list[int]:
-        limits = (
-            [max_new_tokens] * len(prompts)
-            if isinstance(max_new_tokens, int)
-            else [int(n) for n in max_new_tokens]
-        )
-        if len(limits) != len(prompts) or any(n <= 0 for n in limits):
-            raise ValueError("max_new_tokens must be positive, one value or one per prompt")
-        return limits
+    @staticmethod
+    def _rows(
+        prompts: Sequence[str], sampling: SamplingConfig, per_prompt: Sequence[int] | None
+    ) -> tuple[list[str], list[int]]:
+        """Each prompt n_samples times (prompt-major) and each row's new-token limit."""
+        if per_prompt is None:
+            per_prompt = [sampling.max_new_tokens] * len(prompts)
+        per_prompt = [int(n) for n in per_prompt]
+        if len(per_prompt) != len(prompts) or any(n <= 0 for n in per_prompt):
+            raise ValueError("max_new_tokens_per_prompt must be positive, one value per prompt")
+        n = sampling.n_samples
+        return [p for p in prompts for _ in range(n)], [m for m in per_prompt for _ in range(n)]
 
     def encode(self, prompts: Sequence[str], max_new_tokens: Sequence[int]) -> list[list[int]]:
         """Token ids per prompt; empty prompts start from end-of-text. A prompt longer than
@@ -188,29 +206,26 @@ class Generator:
     def generate(
         self,
         prompts: Sequence[str],
+        sampling: SamplingConfig | None = None,
         *,
-        max_new_tokens: int | Sequence[int] = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        top_k: int = 0,
-        stop_sequences: Sequence[str] = (),
-        seed: int = 0,
-        batch_size: int = 32,
-        progress: bool = False,
+        max_new_tokens_per_prompt: Sequence[int] | None = None,
         stop_when: Callable[[str], bool] | None = None,
+        progress: bool = False,
         scheduler: str = "continuous",
     ) -> list[GenerationOutput]:
-        """Complete every prompt; outputs in prompt order, reproducible for a given seed.
+        """Complete every prompt `sampling.n_samples` times; outputs prompt-major (sample j of
+        prompt i at i * n_samples + j), reproducible for a given seed.
 
-        max_new_tokens: one limit, or one per prompt. batch_size: decode slots. stop_when(text)
-        -> True ends a row early (e.g. the harness's "first function is complete" check); like
-        stop sequences it is checked between decode chunks and the row is cut at the first
-        token where it holds. scheduler: "continuous" (refill slots as rows end) or "static".
+        max_new_tokens_per_prompt: one limit per prompt instead of sampling.max_new_tokens.
+        stop_when(text) -> True ends a row early (e.g. the harness's "first function is
+        complete" check); like stop sequences it is checked between decode chunks and the row is
+        cut at the first token where it holds. scheduler: "continuous" (refill slots as rows
+        end) or "static".
         """
-        sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k)
-        limits = self._limits(prompts, max_new_tokens)
-        encoded = self.encode(prompts, limits)
-        stops = [s for s in stop_sequences if s]
+        sampling = sampling or SamplingConfig()
+        rows, limits = self._rows(prompts, sampling, max_new_tokens_per_prompt)
+        encoded = self.encode(rows, limits)
+        stops = [s for s in sampling.stop_sequences if s]
         stop_check = None
         if stops or stop_when is not None:
 
@@ -220,8 +235,9 @@ class Generator:
                     stop_when is not None and stop_when(text)
                 )
 
-        results = self._run(encoded, limits, sampling, seed, batch_size, scheduler,
-                            stop_check, progress)  # fmt: skip
+        with use_rules(self.rules):
+            results = self._run(encoded, limits, SamplingParams.of(sampling), sampling.seed,
+                                sampling.slots, scheduler, stop_check, progress)  # fmt: skip
         return [self._output(r, stops) for r in results]
 
     def _run(self, encoded, limits, sampling, seed, slots, scheduler, stop_check, progress):

@@ -1,4 +1,4 @@
-"""Meshes and multi-host plumbing for generation, on the training mesh machinery.
+"""Meshes and multi-host plumbing for generation, on the one mesh module (octojax/mesh.py).
 
 A generation mesh has the training axes (data, fsdp, tensor) and the one logical-rules table
 (octojax/sharding.py): parameters are sharded exactly as in training, the KV cache over
@@ -25,48 +25,31 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from octojax.config import ConfigError
+from octojax.mesh import MeshSection, as_mesh_section, build_mesh
 from octojax.model.config import ModelConfig
 from octojax.model.gptbigcode import GPTBigCode, param_logical_axes
-from octojax.sharding import MESH_AXES, named_sharding
+from octojax.sharding import named_sharding
 
 
-def parse_mesh(spec: str) -> dict[str, int]:
-    """ "data=2,fsdp=1,tensor=4" -> {"data": 2, "fsdp": 1, "tensor": 4}; -1 fills, unset = 1."""
-    sizes = {"data": 1, "fsdp": 1, "tensor": 1}
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        name, eq, value = part.partition("=")
-        name = name.strip()
-        if not eq or name not in MESH_AXES:
-            raise ConfigError(f"mesh {spec!r}: expected a comma list of {'/'.join(MESH_AXES)}=N")
-        try:
-            sizes[name] = int(value)
-        except ValueError:
-            raise ConfigError(f"mesh {spec!r}: {name} needs an integer, got {value!r}") from None
-        if sizes[name] == 0 or sizes[name] < -1:
-            raise ConfigError(f"mesh {spec!r}: {name} must be positive or -1")
-    return sizes
+def generation_mesh(
+    mesh: str | MeshSection | Mesh | None, *, distributed: bool = False
+) -> tuple[Mesh | None, MeshSection | None]:
+    """The Mesh for a spec string or section (over this process's devices when distributed),
+    and the section it came from (for its rules); a Mesh or None passes through.
 
-
-def initialize_distributed() -> None:
-    """jax.distributed.initialize() once (arguments from the environment, e.g. on TPU pods)."""
-    if not jax.distributed.is_initialized():
-        jax.distributed.initialize()
-
-
-def generation_mesh(mesh: str | Mesh | None, *, distributed: bool = False) -> Mesh | None:
-    """A Mesh from a spec string (over this process's devices when distributed), or None."""
+    Explicit sizes smaller than the host take its first devices. dcn_* must stay 1 when
+    distributed: each host then generates its own share of the prompts on its own devices.
+    """
     if mesh is None or isinstance(mesh, Mesh):
-        return mesh
-    from octojax.train.config import MeshSection
-    from octojax.train.mesh import build_mesh
-
-    sizes = parse_mesh(mesh)
-    section = MeshSection(**sizes)
+        return mesh, None
+    section = as_mesh_section(mesh)
+    if distributed and math.prod(section.dcn_sizes().values()) > 1:
+        raise ConfigError(
+            "mesh: dcn_* must be 1 for distributed generation (each host generates its share "
+            "of the prompts on its own devices)"
+        )
     devices = jax.local_devices() if distributed else jax.devices()
-    axes = [section.data, section.fsdp, section.tensor]
-    if -1 not in axes and math.prod(axes) < len(devices):
-        devices = devices[: math.prod(axes)]  # an explicit smaller mesh uses the first devices
-    return build_mesh(section, devices=devices)
+    return build_mesh(section, devices, subset_ok=True), section
 
 
 def param_shardings(cfg: ModelConfig, mesh: Mesh) -> dict:

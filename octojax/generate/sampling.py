@@ -7,10 +7,13 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from octojax.sampling_config import SamplingConfig
+
 
 @dataclasses.dataclass(frozen=True)
 class SamplingParams:
-    """temperature 0 means greedy; top_k 0 and top_p 1.0 disable those filters."""
+    """The per-token part of a SamplingConfig: hashable, a static argument of the jitted decode
+    step. temperature 0 means greedy; top_k 0 and top_p 1.0 disable those filters."""
 
     temperature: float = 0.0
     top_p: float = 1.0
@@ -23,6 +26,11 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+
+    @classmethod
+    def of(cls, config: SamplingConfig) -> SamplingParams:
+        """The decode-step part of a SamplingConfig (static under jit: a change recompiles)."""
+        return cls(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k)
 
 
 def filter_logits(logits_BV: jax.Array, params: SamplingParams) -> jax.Array:

@@ -16,6 +16,8 @@ from eval.data import LANGUAGES
 from eval.tasks import TASKS
 from octojax.config import Section, load
 from octojax.data.config import DataOptions
+from octojax.mesh import MeshSection
+from octojax.sampling_config import SamplingConfig
 from octojax.train.config import TrainConfig, check_seq_len
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
@@ -44,15 +46,17 @@ class EvaluateSection(Section):
     tasks: list[EvalTask] = Field(["humanevalfix-tests", "humanevalsynthesize"], min_length=1)
     languages: list[EvalLanguage] = Field(["python", "js"], min_length=1)
     limit: int | None = Field(32, gt=0)  # first N problems per language; None: all 164
-    max_new_tokens: int = Field(128, gt=0)
-    n_samples: int = Field(1, gt=0)
-    temperature: float = Field(0.0, ge=0)
-    batch_size: int = Field(32, gt=0)
-    mesh: str | None = None  # e.g. "data=2,fsdp=1,tensor=4" (generation on a device mesh)
+    sampling: SamplingConfig = SamplingConfig()
+    # Where generation runs: the training mesh section's form (octojax/mesh.py); None: one device.
+    mesh: MeshSection | None = None
 
 
 class RunConfig(Section):
-    """Every stage of `octojax run`; paths are relative to the current directory."""
+    """Every stage of `octojax run`; paths are relative to the current directory.
+
+    The train section is a TrainConfig whose `data` and `run_dir` the run sets (from the data
+    section and run_dir/train): setting them there is refused rather than silently replaced.
+    """
 
     run_dir: str = "runs/octopack"
     shared_dir: str = "auto"  # auto: ../shared beside the repository or the current directory
@@ -61,6 +65,15 @@ class RunConfig(Section):
     train: TrainConfig = TrainConfig()
     data: RunDataSection = RunDataSection()
     evaluate: EvaluateSection = EvaluateSection()
+
+    @model_validator(mode="after")
+    def _train_paths_are_the_runs(self) -> RunConfig:
+        for key in ("data", "run_dir"):
+            if key in self.train.model_fields_set:
+                raise ValueError(
+                    f"train.{key} is set by the run (use data.* and run_dir); remove it here"
+                )
+        return self
 
     @model_validator(mode="after")
     def _seq_len_fits(self) -> RunConfig:

@@ -43,33 +43,33 @@ def write_report(run: Run) -> dict:
     from octojax.train.metrics import read_metrics
 
     out_dir = run.stage_dir("report")
-    markers = {s: run.marker(s) for s in ("tokenizer", "commitpack", "train", "evaluate")}
+    stages = ("tokenizer", "commitpack", "train", "evaluate")
     train_dir = run.stage_dir("train")
     metrics = read_metrics(train_dir) if (train_dir / "metrics.jsonl").exists() else []
     curve = plot_training_curve(metrics, out_dir / "training_curve.png")
     results = load_results(run.stage_dir("evaluate") / "results.json")
     table = markdown_table(results) if results else "(evaluation skipped: no HumanEvalPack data)"
-    cp, tr = markers["commitpack"], markers["train"]
+    cp, tr = run.result("commitpack"), run.result("train")
     throughput = {
-        "commitpack_commits_per_s": cp.get("commits_per_s"),
-        "train_tokens_per_s": tr.get("tokens_per_s_median"),
-        "seconds_per_stage": {s: m.get("seconds") for s, m in markers.items()},
+        "commitpack_commits_per_s": cp.commits_per_s,
+        "train_tokens_per_s": tr.tokens_per_s_median,
+        "seconds_per_stage": {s: run.marker(s).get("seconds") for s in stages},
     }
     artefacts = {
         "tokenizer": str(run.stage_dir("tokenizer")),
-        "commitpack": cp.get("output"),
+        "commitpack": cp.output,
         "demo_repo": str(run.stage_dir("commitpack") / "demo_repo"),
         "checkpoints": str(train_dir / "checkpoints"),
         "metrics": str(train_dir / "metrics.jsonl"),
         "tensorboard": str(train_dir / "tensorboard"),
-        "hf_model": tr.get("hf_dir"),
+        "hf_model": tr.hf_dir,
         "evaluation": str(run.stage_dir("evaluate")),
         "training_curve": str(curve) if curve else None,
     }
     report = {
         "results": results,
-        "data": {k: cp.get(k) for k in ("commits_in", "commitpack_kept", "commitpackft_kept")},
-        "training": {k: tr.get(k) for k in ("steps", "first_loss", "last_loss", "sources")},
+        "data": {k: getattr(cp, k) for k in ("commits_in", "commitpack_kept", "commitpackft_kept")},
+        "training": {k: getattr(tr, k) for k in ("steps", "first_loss", "last_loss", "sources")},
         "throughput": throughput,
         "artefacts": artefacts,
     }
@@ -90,13 +90,13 @@ def write_report(run: Run) -> dict:
         "",
         "## Data",
         "",
-        f"- commits mined: {cp.get('commits_in')}; CommitPack kept {cp.get('commitpack_kept')}; "
-        f"CommitPackFT kept {cp.get('commitpackft_kept')} (drop reasons: `{cp.get('output')}/stats.json`)",
+        f"- commits mined: {cp.commits_in}; CommitPack kept {cp.commitpack_kept}; "
+        f"CommitPackFT kept {cp.commitpackft_kept} (drop reasons: `{cp.output}/stats.json`)",
         "",
         "## Training",
         "",
-        f"- steps: {tr.get('steps')}; loss {fmt(tr.get('first_loss'), '.3f')} -> {fmt(tr.get('last_loss'), '.3f')}",
-        f"- sources: {', '.join(tr.get('sources') or [])}",
+        f"- steps: {tr.steps}; loss {fmt(tr.first_loss, '.3f')} -> {fmt(tr.last_loss, '.3f')}",
+        f"- sources: {', '.join(tr.sources)}",
         f"- curve: {artefacts['training_curve']}",
         "",
         "## Throughput",

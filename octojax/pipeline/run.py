@@ -18,7 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from octojax.config import build
+from octojax.data.config import DataConfig
 from octojax.pipeline.config import RunConfig
+from octojax.pipeline.results import (
+    RESULT_TYPES,
+    CommitpackResult,
+    EvaluateResult,
+    ReportResult,
+    StageResult,
+    TokenizerResult,
+    TrainResult,
+)
 from octojax.train.config import TrainConfig
 
 STAGES = ("tokenizer", "commitpack", "train", "evaluate", "report")
@@ -77,17 +87,21 @@ class Run:
         path = self.stage_dir(name) / ".done.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
+    def result(self, name: str) -> StageResult:
+        """The typed record of a finished stage (every field None when it has not finished)."""
+        return RESULT_TYPES[name].from_marker(self.marker(name))
+
     def is_done(self, name: str) -> bool:
         marker = self.marker(name)
         return bool(marker) and marker.get("inputs") == _digest(self._inputs(name))
 
-    def _finish(self, name: str, seconds: float, info: dict) -> None:
+    def _finish(self, name: str, seconds: float, result: StageResult) -> None:
         inputs = _digest(self._inputs(name))
         marker = {
             "inputs": inputs,
             "digest": _digest([inputs, time.time()]),
             "seconds": seconds,
-            **info,
+            **result.to_marker(),
         }
         (self.stage_dir(name) / ".done.json").write_text(json.dumps(marker, indent=2) + "\n")
 
@@ -97,7 +111,7 @@ class Run:
     # ---- driver -----------------------------------------------------------------------------------
 
     def execute(self) -> dict:
-        steps: dict[str, Callable[[], dict]] = {
+        steps: dict[str, Callable[[], StageResult]] = {
             "tokenizer": self.build_tokenizer,
             "commitpack": self.build_commitpack,
             "train": self.train,
@@ -113,9 +127,9 @@ class Run:
             self.say(f"{name}: starting")
             self.stage_dir(name).mkdir(parents=True, exist_ok=True)
             t0 = time.perf_counter()
-            info = steps[name]()
+            result = steps[name]()
             seconds = time.perf_counter() - t0
-            self._finish(name, seconds, info)
+            self._finish(name, seconds, result)
             self.say(f"{name}: finished in {seconds:.1f}s")
         return json.loads((self.stage_dir("report") / "report.json").read_text())
 
@@ -127,7 +141,7 @@ class Run:
         path = self.shared / "data" / "octogeex_instruct_mix.jsonl"
         return path if path.exists() else None
 
-    def build_tokenizer(self) -> dict:
+    def build_tokenizer(self) -> TokenizerResult:
         from octojax.tokenizer import octojax_source_corpus, train_bpe_tokenizer
 
         texts = list(octojax_source_corpus())
@@ -140,7 +154,7 @@ class Run:
             texts, self.stage_dir("tokenizer"), vocab_size=self.cfg.tokenizer.vocab_size
         )
         self.say(f"tokenizer: byte-level BPE trained on {len(texts)} texts -> {out}")
-        return {"texts": len(texts), "instruction_mix": str(mix) if mix else None}
+        return TokenizerResult(texts=len(texts), instruction_mix=str(mix) if mix else None)
 
     def _repos(self) -> list[str]:
         from octojax.pipeline.demo_repo import build_demo_repo
@@ -161,7 +175,7 @@ class Run:
                 repos.append(spec)
         return repos
 
-    def build_commitpack(self) -> dict:
+    def build_commitpack(self) -> CommitpackResult:
         out = self.stage_dir("commitpack") / "data"
         cmd = [
             sys.executable, "-m", "beam_pipelines.commitpack", "--source", "git",
@@ -175,13 +189,13 @@ class Run:
         seconds = time.perf_counter() - t0
         stats = json.loads((out / "stats.json").read_text())
         commits = stats["input"]["total"]
-        return {
-            "output": str(out),
-            "commits_in": commits,
-            "commitpack_kept": stats["commitpack"]["kept"],
-            "commitpackft_kept": stats["commitpackft"]["kept"],
-            "commits_per_s": commits / seconds,
-        }
+        return CommitpackResult(
+            output=str(out),
+            commits_in=commits,
+            commitpack_kept=stats["commitpack"]["kept"],
+            commitpackft_kept=stats["commitpackft"]["kept"],
+            commits_per_s=commits / seconds,
+        )
 
     def _train_config(self) -> TrainConfig:
         """The run's train section with its data: CommitPackFT (when not empty) + the mix."""
@@ -194,13 +208,20 @@ class Run:
             sources.append({"kind": "jsonl", "path": str(mix)})
         if not sources:
             raise RuntimeError("train: CommitPackFT is empty and no instruction mix was found")
-        options = self.cfg.data.to_dict()
-        del options["instruction_mix"]
-        data = {**options, "tokenizer": str(self.stage_dir("tokenizer")), "sources": sources}
-        d = {**self.cfg.train.to_dict(), "run_dir": str(self.stage_dir("train")), "data": data}
-        return build(TrainConfig, d, "run config train")
+        options = self.cfg.data.model_dump(exclude={"instruction_mix"})
+        data = DataConfig(
+            **options, tokenizer=str(self.stage_dir("tokenizer")), sources=sources
+        )  # train.data and train.run_dir are the run's own (RunConfig refuses them set by hand)
+        train = {
+            **self.cfg.train.model_dump(),
+            "run_dir": str(self.stage_dir("train")),
+            "data": data,
+        }
+        return build(
+            TrainConfig, train, "run config train"
+        )  # validated whole, cross-field checks too
 
-    def train(self) -> dict:
+    def train(self) -> TrainResult:
         from octojax.config import ConfigError
         from octojax.train.metrics import read_metrics
         from octojax.train.trainer import Trainer, set_aside
@@ -217,49 +238,47 @@ class Run:
             raise KeyboardInterrupt if result.exit_code == 130 else SystemExit(result.exit_code)
         records = read_metrics(result.run_dir)
         tps = sorted(r["tokens_per_s"] for r in records[1:]) or [0.0]
-        return {
-            "steps": result.final_step,
-            "first_loss": records[0]["loss"] if records else None,
-            "last_loss": records[-1]["loss"] if records else None,
-            "tokens_per_s_median": tps[len(tps) // 2],
-            "hf_dir": str(result.hf_dir) if result.hf_dir else None,
-            "sources": [s.path for s in cfg.data.sources],
-        }
+        return TrainResult(
+            steps=result.final_step,
+            first_loss=records[0]["loss"] if records else None,
+            last_loss=records[-1]["loss"] if records else None,
+            tokens_per_s_median=tps[len(tps) // 2],
+            hf_dir=str(result.hf_dir) if result.hf_dir else None,
+            sources=[s.path for s in cfg.data.sources],
+        )
 
-    def evaluate(self) -> dict:
-        """HumanEvalPack generate + execute + score through eval's Python API (eval.api)."""
+    def evaluate(self) -> EvaluateResult:
+        """HumanEvalPack generate + execute + score: the generator is built here (on
+        evaluate.mesh) and handed to eval's Python API, which never imports octojax.generate."""
         ev = self.cfg.evaluate
         data_dir = self.shared / "humanevalpack" if self.shared else None
         if not ev.enabled or data_dir is None or not data_dir.is_dir():
             self.say("evaluate: HumanEvalPack not found (../shared/humanevalpack); skipped")
-            return {"skipped": True}
+            return EvaluateResult(skipped=True)
         from eval import api
-        from eval.generation import SamplingConfig
+        from octojax.generate.generator import Generator
 
-        t0 = time.perf_counter()
+        hf_dir = self.stage_dir("train") / "hf"
+        generator = Generator.from_pretrained(hf_dir, dtype="float32", mesh=ev.mesh)
         run = api.generate(
-            api.ModelOptions(self.stage_dir("train") / "hf", dtype="float32", mesh=ev.mesh),
+            api.ModelOptions(hf_dir, dtype="float32"),
+            generator=generator,
             data=api.DataOptions(data_dir=data_dir, limit=ev.limit),
             tasks=list(ev.tasks),
             languages=list(ev.languages),
-            sampling=SamplingConfig(
-                n_samples=ev.n_samples, temperature=ev.temperature,
-                max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size,
-            ),
+            sampling=ev.sampling,
             output=api.OutputOptions(self.stage_dir("evaluate"), model_name="octojax-smoke"),
             resume=True,
-        )  # fmt: skip
-        return {
-            "tasks": [r.task for r in run.runs],
-            "results": str(run.results_json) if run.results_json else None,
-            "seconds": time.perf_counter() - t0,
-        }
+        )
+        return EvaluateResult(
+            tasks=[r.task for r in run.runs],
+            results=str(run.results_json) if run.results_json else None,
+        )
 
-    def report(self) -> dict:
+    def report(self) -> ReportResult:
         from octojax.pipeline.report import write_report
 
         report = write_report(self)
-        return {
-            "report": str(self.stage_dir("report") / "report.md"),
-            "tables": bool(report["results"]),
-        }
+        return ReportResult(
+            report=str(self.stage_dir("report") / "report.md"), tables=bool(report["results"])
+        )

@@ -14,9 +14,9 @@ from pydantic import Field, create_model, field_validator, model_validator
 
 from octojax.config import ConfigError, Section, build, load
 from octojax.data.config import DataConfig
+from octojax.mesh import MeshSection
 from octojax.model.config import PRESET_NAMES, ModelConfig, get_preset
 from octojax.model.lora import LORA_TARGETS
-from octojax.sharding import LOGICAL_RULES, MESH_AXES
 
 # Every ModelConfig field may be set in the model section (None: the preset's / checkpoint's value).
 _ModelFields = create_model(
@@ -58,51 +58,6 @@ class InitSection(Section):
     source: Literal["scratch", "hf", "octojax"] = "scratch"
     path: str | None = None  # HF model dir or octojax checkpoint
     seed: int = 0
-
-
-MeshRule = str | list[str] | None
-
-
-class MeshSection(Section):
-    """Device mesh sizes; -1 fills with the remaining devices. `dcn_*` split an axis across hosts
-    / slices (multi-slice TPU, multi-node GPU) and the rest within a host. `rules` overrides
-    entries of the logical-axis table (octojax/sharding.py), e.g. {kv_heads: null}."""
-
-    data: int = Field(1, ge=-1)
-    fsdp: int = Field(-1, ge=-1)
-    tensor: int = Field(1, ge=-1)
-    dcn_data: int = Field(1, ge=1)
-    dcn_fsdp: int = Field(1, ge=1)
-    dcn_tensor: int = Field(1, ge=1)
-    distributed: bool = False  # call jax.distributed.initialize() first (multi-host)
-    rules: dict[str, MeshRule] = {}
-
-    @field_validator("data", "fsdp", "tensor")
-    @classmethod
-    def _not_zero(cls, v: int) -> int:
-        if v == 0:
-            raise ValueError("must be -1 (fill) or positive")
-        return v
-
-    @field_validator("rules")
-    @classmethod
-    def _known_rules(cls, rules: dict[str, MeshRule]) -> dict[str, MeshRule]:
-        for name, target in rules.items():
-            if name not in LOGICAL_RULES:
-                raise ValueError(
-                    f"unknown logical axis {name!r}; known: {', '.join(LOGICAL_RULES)}"
-                )
-            axes = [target] if isinstance(target, str) else list(target or [])
-            bad = [a for a in axes if a not in MESH_AXES]
-            if bad:
-                raise ValueError(f"{name}: {bad} are not mesh axes {MESH_AXES}")
-        return rules
-
-    def logical_rules(self) -> dict[str, Any]:
-        """The full rules table with this section's overrides applied."""
-        out = dict(LOGICAL_RULES)
-        out.update({k: tuple(v) if isinstance(v, list) else v for k, v in self.rules.items()})
-        return out
 
 
 class OptimizerSection(Section):

@@ -4,7 +4,7 @@
     octojax plan --config X.yaml [key=value ...] --devices 8 --device-memory 80GiB [--json]
 
 Nothing is compiled and no device is needed: a plan for 64 TPU chips runs on a laptop CPU. The
-mesh is resolved for N devices as `octojax/train/mesh.py` does; parameters, optimizer state and
+mesh is resolved for N devices as `octojax/mesh.py` does; parameters, optimizer state and
 gradients are split with the trainer's own rules (`octojax/sharding.py` logical axes and
 `spec_for_shape` on a `jax.sharding.AbstractMesh`, so replicated dimensions such as multi-query's
 single K/V head are counted whole on every device). Activations follow what JAX saves for the
@@ -30,11 +30,11 @@ import optax
 from jax.sharding import AbstractMesh
 
 from octojax.config import ConfigError
+from octojax.mesh import resolve_axis_sizes
 from octojax.model.config import ModelConfig
-from octojax.sharding import MESH_AXES, logical_to_spec, spec_for_shape
+from octojax.sharding import CACHE_AXES, MESH_AXES, logical_to_spec, spec_for_shape
 from octojax.train.config import TrainConfig
 from octojax.train.loss import resolve_loss_chunk
-from octojax.train.mesh import resolve_axis_sizes
 
 GiB = 1024**3
 
@@ -427,9 +427,8 @@ def make_plan(
 
 def kv_cache_bytes(model: ModelConfig, batch: int, length: int, mesh: AbstractMesh, rules) -> int:
     """Per-device bytes of generation's KV cache (K and V of every layer, compute dtype), split
-    like octojax/generate/decode.py's CACHE_AXES: rows over data x fsdp, K/V heads over tensor
+    like octojax/sharding.py's CACHE_AXES: rows over data x fsdp, K/V heads over tensor
     where they divide (a multi-query cache is split over rows only)."""
-    from octojax.generate.decode import CACHE_AXES
 
     shape = (model.n_layer, batch, length, model.kv_heads, model.head_dim)
     elements = per_device(CACHE_AXES, shape, mesh, rules)
@@ -458,10 +457,10 @@ def measure_compiled(cfg: TrainConfig, seq_len: int, devices: list | None = None
     from flax import nnx
     from jax.sharding import NamedSharding, PartitionSpec
 
+    from octojax.mesh import build_mesh
     from octojax.model.gptbigcode import abstract_model, param_logical_axes, param_shapes
     from octojax.model.lora import init_lora, lora_logical_axes
     from octojax.sharding import BATCH_KEYS, batch_sharding, tree_shardings, use_rules
-    from octojax.train.mesh import build_mesh
     from octojax.train.optimizer import make_optimizer
     from octojax.train.step import StepSpec, make_train_step
 

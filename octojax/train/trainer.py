@@ -27,6 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from octojax.config import ConfigError
 from octojax.convert.octojax_checkpoint import CONFIG_FILE
+from octojax.mesh import build_mesh, initialize_distributed
 from octojax.model.gptbigcode import abstract_model, param_dict, param_logical_axes, param_shapes
 from octojax.model.lora import init_lora, lora_logical_axes, merge_into_params
 from octojax.sharding import batch_sharding, tree_shardings, use_rules
@@ -37,7 +38,6 @@ from octojax.train.config import (
     model_config_for,
     saved_config_diff,
 )
-from octojax.train.mesh import build_mesh, maybe_initialize_distributed
 from octojax.train.metrics import DelayedMetrics, MetricsLogger, peak_tflops_per_device
 from octojax.train.optimizer import learning_rate_schedule, make_optimizer
 from octojax.train.step import StepSpec, make_train_step
@@ -99,7 +99,8 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir).absolute()
         self.rules = cfg.mesh.logical_rules()
-        maybe_initialize_distributed(cfg.mesh)
+        if cfg.mesh.distributed:
+            initialize_distributed()
         self.mesh = mesh or build_mesh(cfg.mesh)
         _check_batch_fits_mesh(cfg, self.mesh)
         vocab = None

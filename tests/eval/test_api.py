@@ -13,7 +13,7 @@ import pytest
 from eval import api
 from eval.api import DataOptions, ExecutionOptions, ModelOptions, OutputOptions, UsageError
 from eval.cli import build_parser, main
-from eval.generation import SamplingConfig
+from eval.generation import SamplingConfig, sampling_from_args
 from eval.harness_format import load_generations
 from eval.report import load_results
 from tests.eval.test_generation import CannedGenerator
@@ -42,13 +42,13 @@ def _require_python_toolchain():
         pytest.skip(f"execution backend or python toolchain not available ({e})")
 
 
-def test_generate_returns_typed_run_and_passes_mesh_only_when_set(tmp_path, data_dir, monkeypatch):
+def test_generate_returns_typed_run_and_passes_the_placement(tmp_path, data_dir, monkeypatch):
     calls = _recording_loader(monkeypatch, CannedGenerator(lambda p, i, s: "\n    return 0\n"))
     data = DataOptions(data_dir=data_dir, limit=2)
     out = OutputOptions(output_dir=tmp_path / "a", progress=False, messages=False)
     run = api.generate(str(tmp_path), data=data, tasks=["humanevalsynthesize"],
                        languages=["python", "js"], output=out, generation_only=True)  # fmt: skip
-    assert calls == [(str(tmp_path), {"dtype": "bfloat16"})]  # no mesh/distributed keys at all
+    assert calls == [(str(tmp_path), {"dtype": "bfloat16", "mesh": None, "distributed": False})]
     assert [(r.task, r.language) for r in run.runs] == [
         ("humanevalsynthesize-python", "python"),
         ("humanevalsynthesize-js", "js"),
@@ -73,8 +73,8 @@ def test_cli_mesh_and_distributed_reach_the_loader(tmp_path, data_dir, monkeypat
     assert main(["generate", *common]) == 0
     assert [kw for _, kw in calls] == [
         {"dtype": "bfloat16", "mesh": "data=2,fsdp=1,tensor=4", "distributed": True},
-        {"dtype": "bfloat16", "mesh": "data=1"},
-        {"dtype": "bfloat16"},
+        {"dtype": "bfloat16", "mesh": "data=1", "distributed": False},
+        {"dtype": "bfloat16", "mesh": None, "distributed": False},
     ]
 
 
@@ -119,7 +119,10 @@ def test_every_cli_subcommand_maps_onto_an_api_function():
         inspect.signature(api.generate).parameters
     )  # fmt: skip
     assert "n_descriptions" in inspect.signature(api.describe_then_synthesize).parameters
-    assert SamplingConfig() == api.DEFAULT_SAMPLING
+    # one default each: the section's, except HumanEvalPack's generation length (the harness's)
+    assert SamplingConfig().replace(max_new_tokens=2048) == api.DEFAULT_SAMPLING
+    defaults = build_parser().parse_args(["generate", "--model", "m"])
+    assert sampling_from_args(defaults, api.DEFAULT_SAMPLING) == api.DEFAULT_SAMPLING
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +136,8 @@ def tiny_model(tmp_path_factory):
 
 
 def test_generate_api_with_real_model_and_mesh(tmp_path, data_dir, tiny_model):
-    """With a real tiny model; the mesh argument once Generator.from_pretrained accepts it."""
-    from octojax.generate import Generator
-
-    accepts_mesh = "mesh" in inspect.signature(Generator.from_pretrained).parameters
-    model = ModelOptions(tiny_model, dtype="float32",
-                         mesh="data=1,fsdp=1,tensor=1" if accepts_mesh else None)  # fmt: skip
+    """With a real tiny model on a one-device mesh given in the spec form."""
+    model = ModelOptions(tiny_model, dtype="float32", mesh="data=1,fsdp=1,tensor=1")
     run = api.generate(model, data=DataOptions(data_dir=data_dir, limit=1),
                        sampling=SamplingConfig(max_new_tokens=8),
                        output=OutputOptions(output_dir=tmp_path, progress=False),

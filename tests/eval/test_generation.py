@@ -33,19 +33,20 @@ class CannedGenerator:
         self.completion = completion  # callable(prompt, index_in_call, seed) -> str
         self.calls = []
 
-    def generate(self, prompts, *, max_new_tokens, temperature=0.0, top_p=1.0, top_k=0,
-                 stop_sequences=(), seed=0, batch_size=32, stop_when=None):  # fmt: skip
-        self.calls.append({"prompts": list(prompts), "seed": seed, "stops": list(stop_sequences),
-                           "max_new_tokens": max_new_tokens, "batch_size": batch_size,
+    def generate(self, prompts, sampling, *, stop_when=None):
+        rows = [p for p in prompts for _ in range(sampling.n_samples)]  # as Generator does
+        self.calls.append({"prompts": rows, "seed": sampling.seed,
+                           "stops": list(sampling.stop_sequences),
+                           "max_new_tokens": sampling.max_new_tokens, "slots": sampling.slots,
                            "stop_when": stop_when})  # fmt: skip
-        return [_Output(self.completion(p, i, seed)) for i, p in enumerate(prompts)]
+        return [_Output(self.completion(p, i, sampling.seed)) for i, p in enumerate(rows)]
 
 
 def test_rows_repeat_prompts_and_postprocess(problems):
     task = Task(SYNTHESIZE, "python")
     entries = task.entries(problems["python"][:10])
     gen = CannedGenerator(lambda p, i, seed: f"\n    return {seed * 100 + i}\nprint(1)")
-    config = SamplingConfig(n_samples=2, temperature=0.2, batch_size=1, max_new_tokens=7, seed=5)
+    config = SamplingConfig(n_samples=2, temperature=0.2, slots=1, max_new_tokens=7, seed=5)
     raw = []
     rows = generate_rows(gen, task, entries, config, progress=False, raw_rows=raw)
     # 16 * batch_size / n = 8 rows per call: calls of 16 and 4 prompts, seeds 5 and 5 + 16.
@@ -70,7 +71,7 @@ def test_checkpoint_resume(tmp_path, problems):
     ckpt.write_text(json.dumps([["kept"]]))
     gen = CannedGenerator(lambda p, i, seed: "\n  return 1;\n}")
     rows = generate_rows(
-        gen, task, entries, SamplingConfig(batch_size=1), progress=False, checkpoint_path=ckpt
+        gen, task, entries, SamplingConfig(slots=1), progress=False, checkpoint_path=ckpt
     )
     assert rows[0] == ["kept"] and len(rows) == 3
     assert sum(len(c["prompts"]) for c in gen.calls) == 2
@@ -80,7 +81,7 @@ def test_checkpoint_resume(tmp_path, problems):
 def _fake_loader(monkeypatch, gen):
     import eval.generation
 
-    monkeypatch.setattr(eval.generation, "load_generator", lambda path, dtype="bfloat16": gen)
+    monkeypatch.setattr(eval.generation, "load_generator", lambda path, dtype, **placement: gen)
 
 
 def test_cli_describe_then_synthesize_generation_only(tmp_path, data_dir, monkeypatch):

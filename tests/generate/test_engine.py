@@ -14,6 +14,7 @@ from octojax.generate import Generator, SamplingParams
 from octojax.generate.engine import first_true, length_bucket
 from octojax.generate.sampling import filter_logits, sample_rows
 from octojax.generate.testing import tiny_model_dir
+from octojax.sampling_config import SamplingConfig
 
 SAMPLING = dict(temperature=1.0, top_p=0.95)  # one sampling setup: tests share compilations
 PROMPTS = [
@@ -34,10 +35,12 @@ def model_dir(request, tmp_path_factory):
 def reference(model_dir):
     """Single-device greedy outputs, and a stop sequence that really ends one row early."""
     gen = Generator.from_pretrained(model_dir, dtype="float32")
-    free = gen.generate(PROMPTS, max_new_tokens=24, batch_size=8)
+    free = gen.generate(PROMPTS, SamplingConfig(max_new_tokens=24, slots=8))
     stop = free[1].text[4:7]
     assert stop and len({o.text for o in free}) == len(PROMPTS)
-    stopped = gen.generate(PROMPTS, max_new_tokens=24, stop_sequences=[stop], batch_size=8)
+    stopped = gen.generate(
+        PROMPTS, SamplingConfig(max_new_tokens=24, stop_sequences=[stop], slots=8)
+    )
     assert stopped[1].finish_reason == "stop_sequence" and len(stopped[1].token_ids) < 24
     return gen, stop, stopped
 
@@ -49,7 +52,7 @@ def test_mesh_greedy_equals_single_device(model_dir, reference, mesh):
     assert gen.mesh.devices.size == 8
     q_spec = gen.model.blocks.q_kernel[...].sharding.spec
     assert q_spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor", None)
-    got = gen.generate(PROMPTS, max_new_tokens=24, stop_sequences=[stop], batch_size=8)
+    got = gen.generate(PROMPTS, SamplingConfig(max_new_tokens=24, stop_sequences=[stop], slots=8))
     assert [o.token_ids for o in got] == [o.token_ids for o in want]
     assert [o.text for o in got] == [o.text for o in want]
 
@@ -72,11 +75,11 @@ def test_continuous_equals_static_with_refills(model_dir):
     gen = Generator.from_pretrained(model_dir, dtype="float32")
     prompts = PROMPTS * 2
     limits = [5, 30, 9, 17, 22, 3, 12, 8]  # rows end at different times: slots get refilled
-    kw = dict(max_new_tokens=limits, batch_size=4, seed=4)
-    for sampling in (dict(), SAMPLING):
-        static = gen.generate(prompts, scheduler="static", **kw, **sampling)
+    for sampling in (SamplingConfig(slots=4, seed=4), SamplingConfig(slots=4, seed=4, **SAMPLING)):
+        kw = dict(max_new_tokens_per_prompt=limits)
+        static = gen.generate(prompts, sampling, scheduler="static", **kw)
         static_stats = gen.last_stats
-        cont = gen.generate(prompts, scheduler="continuous", **kw, **sampling)
+        cont = gen.generate(prompts, sampling, scheduler="continuous", **kw)
         assert [o.token_ids for o in cont] == [o.token_ids for o in static]
         assert [len(o.token_ids) for o in cont] == limits  # eos is never sampled here
         assert gen.last_stats["decode_steps"] < static_stats["decode_steps"]
@@ -86,27 +89,31 @@ def test_prefix_sharing_equals_separate_prompts(model_dir):
     gen = Generator.from_pretrained(model_dir, dtype="float32")
     n = 5
     shared = [p for p in PROMPTS[:2] for _ in range(n)]
-    greedy = gen.generate(shared, max_new_tokens=16, batch_size=4)
+    greedy = gen.generate(shared, SamplingConfig(max_new_tokens=16, slots=4))
     assert gen.last_stats["prefills"] == 2  # one prefill per distinct prompt
-    alone = [gen.generate([p], max_new_tokens=16, batch_size=4)[0] for p in PROMPTS[:2]]
+    alone = [gen.generate([p], SamplingConfig(max_new_tokens=16, slots=4))[0] for p in PROMPTS[:2]]
     for i, o in enumerate(greedy):
         assert o.token_ids == alone[i // n].token_ids
 
-    kw = dict(max_new_tokens=16, seed=7, batch_size=4, **SAMPLING)
-    a = gen.generate(shared, **kw)
-    b = gen.generate(shared, scheduler="static", **kw)
+    kw = SamplingConfig(max_new_tokens=16, seed=7, slots=4, **SAMPLING)
+    a = gen.generate(shared, kw)
+    b = gen.generate(shared, kw, scheduler="static")
     assert [o.token_ids for o in a] == [o.token_ids for o in b]  # same seed: same samples
     assert len({tuple(o.token_ids) for o in a[:n]}) > 1  # the n samples differ
     # row i of a call samples from fold_in(key(seed), i), whatever else is in the call
-    one = gen.generate([PROMPTS[1]] * 7, **kw)
+    one = gen.generate([PROMPTS[1]] * 7, kw)
+    # n_samples repeats each prompt in the call: the same rows as repeating it by hand
+    assert [o.token_ids for o in gen.generate(PROMPTS[:2], kw.replace(n_samples=n))] == [
+        o.token_ids for o in a
+    ]
     assert one[5].token_ids == a[5].token_ids
 
 
 def test_stop_when_cuts_at_first_token_where_it_holds(model_dir):
     gen = Generator.from_pretrained(model_dir, dtype="float32")
-    kw = dict(max_new_tokens=40, batch_size=4)
-    full = gen.generate(PROMPTS[:1], **kw)[0]
-    out = gen.generate(PROMPTS[:1], stop_when=lambda t: len(t) >= 9, **kw)[0]
+    kw = SamplingConfig(max_new_tokens=40, slots=4)
+    full = gen.generate(PROMPTS[:1], kw)[0]
+    out = gen.generate(PROMPTS[:1], kw, stop_when=lambda t: len(t) >= 9)[0]
     assert out.finish_reason == "stop_sequence"
     assert full.token_ids[: len(out.token_ids)] == out.token_ids
     text = lambda ids: gen.tokenizer.decode(ids, skip_special_tokens=False)  # noqa: E731

@@ -10,6 +10,7 @@ from octojax.convert import load_hf_model
 from octojax.generate import Generator, SamplingParams, generate_tokens
 from octojax.generate.sampling import filter_logits, sample
 from octojax.generate.testing import tiny_model_dir
+from octojax.sampling_config import SamplingConfig
 from octojax.tokenizer import STARCODER_SPECIAL_TOKENS, load_tokenizer, train_bpe_tokenizer
 
 
@@ -80,9 +81,9 @@ def test_sampling_is_seeded_and_reproducible(tiny_dir):
     gen = Generator.from_pretrained(tiny_dir, dtype="float32")
     prompts = ["def add(a, b):", "import os\n"]
     kw = dict(max_new_tokens=16, temperature=1.0, top_p=0.95, top_k=50)
-    a = gen.generate(prompts, seed=1, **kw)
-    b = gen.generate(prompts, seed=1, **kw)
-    c = gen.generate(prompts, seed=2, **kw)
+    a = gen.generate(prompts, SamplingConfig(seed=1, **kw))
+    b = gen.generate(prompts, SamplingConfig(seed=1, **kw))
+    c = gen.generate(prompts, SamplingConfig(seed=2, **kw))
     assert [o.token_ids for o in a] == [o.token_ids for o in b]
     assert [o.token_ids for o in a] != [o.token_ids for o in c]
 
@@ -90,10 +91,10 @@ def test_sampling_is_seeded_and_reproducible(tiny_dir):
 def test_stop_sequences_cut_text_and_end_rows(tiny_dir):
     gen = Generator.from_pretrained(tiny_dir, dtype="float32")
     prompt = ["def f(x):\n    return"]
-    full = gen.generate(prompt, max_new_tokens=64)[0]
+    full = gen.generate(prompt, SamplingConfig(max_new_tokens=64))[0]
     assert full.finish_reason in ("length", "eos")
     stop = full.text[5:8]  # a piece of text the model will produce
-    out = gen.generate(prompt, max_new_tokens=64, stop_sequences=[stop])[0]
+    out = gen.generate(prompt, SamplingConfig(max_new_tokens=64, stop_sequences=[stop]))[0]
     assert out.finish_reason == "stop_sequence"
     assert out.text == full.text[: full.text.find(stop)]
     assert len(out.token_ids) < 64  # the row stopped early (checked between 32-token chunks)
@@ -102,8 +103,8 @@ def test_stop_sequences_cut_text_and_end_rows(tiny_dir):
 def test_generator_batches_keep_prompt_order(tiny_dir):
     gen = Generator.from_pretrained(tiny_dir, dtype="float32")
     prompts = ["x = 1\n" * k for k in (5, 1, 3, 2)]
-    together = gen.generate(prompts, max_new_tokens=8, batch_size=4)
-    alone = [gen.generate([p], max_new_tokens=8)[0] for p in prompts]
+    together = gen.generate(prompts, SamplingConfig(max_new_tokens=8, slots=4))
+    alone = [gen.generate([p], SamplingConfig(max_new_tokens=8))[0] for p in prompts]
     assert [o.token_ids for o in together] == [o.token_ids for o in alone]
 
 
@@ -122,7 +123,8 @@ def test_tiny_tokenizer_has_starcoder_specials(tmp_path):
 
 def test_stop_when_callback_ends_rows_early(tiny_dir):
     gen = Generator.from_pretrained(tiny_dir, dtype="float32")
-    full = gen.generate(["class A:"], max_new_tokens=96)[0]
-    out = gen.generate(["class A:"], max_new_tokens=96, stop_when=lambda text: len(text) > 3)[0]
+    sampling = SamplingConfig(max_new_tokens=96)
+    full = gen.generate(["class A:"], sampling)[0]
+    out = gen.generate(["class A:"], sampling, stop_when=lambda text: len(text) > 3)[0]
     assert len(out.token_ids) <= 32 < len(full.token_ids)
     assert full.token_ids[: len(out.token_ids)] == out.token_ids

@@ -63,7 +63,7 @@ def test_main_job_on_the_embedded_default(tmp_path, humanevalpack_dir, instruct_
 def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path, humanevalpack_dir):
     small = ["train.train.steps=60", "train.checkpoint.every=10", "train.log.every=1",
              "evaluate.limit=4", "evaluate.languages=[python]", "evaluate.tasks=[humanevalsynthesize]",
-             "evaluate.max_new_tokens=16", "commitpack.repos=[demo]"]  # fmt: skip
+             "evaluate.sampling.max_new_tokens=16", "commitpack.repos=[demo]"]  # fmt: skip
     cmd = [sys.executable, "-m", "octojax", "run", *small]
     proc = subprocess.Popen(
         cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

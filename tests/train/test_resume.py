@@ -15,7 +15,7 @@ import yaml
 from helpers.train_helpers import data, small_config
 
 from octojax.train import Trainer
-from octojax.train.mesh import build_mesh
+from octojax.mesh import build_mesh
 from octojax.train.metrics import read_metrics
 
 STEPS = 300

@@ -32,7 +32,7 @@ def test_one_step_is_the_same_on_every_mesh(tmp_path):
     runs = {}
     for shape in [(1, 1, 1), (8, 1, 1), (2, 4, 1), (2, 2, 2), (1, 1, 8)]:
         devices = jax.devices()[: int(np.prod(shape))]
-        from octojax.train.mesh import build_mesh
+        from octojax.mesh import build_mesh
 
         cfg = small_config(tmp_path / "x".join(map(str, shape)),
                            mesh={"data": shape[0], "fsdp": shape[1], "tensor": shape[2]})  # fmt: skip
