@@ -54,7 +54,8 @@ _INPUT_ERRORS = (
     ("octojax.generate.generator", "PromptTooLong"),
 )
 
-# Packages the core install lacks (`pip install octojax`), by top-level module: the extra with them.
+# Packages the core install (`pip install octojax`) lacks, by top-level module: the extra with them.
+# No core path imports them (tests/test_core_install.py); those that need one refuse naming it.
 OPTIONAL_MODULES = {
     "apache_beam": "beam",
     "tensorflow_datasets": "beam",
@@ -74,10 +75,9 @@ def known_errors() -> tuple[type[BaseException], ...]:
     )  # fmt: skip
 
 
-def missing_extra(module: str | None) -> str | None:
-    """`pip install 'octojax[EXTRA]'` for an optional module that is not installed, else None."""
-    extra = OPTIONAL_MODULES.get((module or "").partition(".")[0])
-    return f"pip install 'octojax[{extra}]'" if extra else None
+def install_hint(module: str) -> str:
+    """How to install an optional module: `pip install 'octojax[EXTRA]'`."""
+    return f"pip install 'octojax[{OPTIONAL_MODULES[module.partition('.')[0]]}]'"
 
 
 def _needs_beam(args: argparse.Namespace) -> bool:
@@ -96,7 +96,7 @@ def _refuse_without_beam(args: argparse.Namespace) -> str | None:
     hint = " (or pick other stages with --only)" if args.command == "run" else ""
     return (
         f"{what} needs Apache Beam, which the core install lacks: "
-        f"{missing_extra('apache_beam')}{hint}"
+        f"{install_hint('apache_beam')}{hint}"
     )
 
 
@@ -112,14 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"octojax {args.command}: interrupted", file=sys.stderr)
         return 130
-    except ModuleNotFoundError as e:
-        install = missing_extra(e.name)
-        if args.debug or install is None:
-            raise
-        print(
-            f"octojax {args.command}: error: {e.name} is not installed: {install}", file=sys.stderr
-        )
-        return 2
     except known_errors() as e:
         if args.debug:
             raise

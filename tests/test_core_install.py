@@ -2,7 +2,7 @@
 
 (a) `octojax train` on JSONL and CommitPackFT TFRecord data in a Python that cannot see the optional
     packages (a sitecustomize hides them from imports and from importlib.metadata, as if they were
-    not installed), and the one-line errors of a missing config and of `octojax commitpack`.
+    not installed); a missing config or model, and the commands that need Beam, fail in one line.
 (b) slow: the same in a fresh venv after `pip install -e <repo>` alone, the way a new user starts.
 """
 
@@ -24,8 +24,9 @@ from octojax.cli import _INPUT_ERRORS, OPTIONAL_MODULES, known_errors
 
 REPO = Path(__file__).resolve().parents[1]
 # Distribution names of the optional packages (what importlib.metadata would find).
-OPTIONAL_DISTS = ("apache-beam", "tensorflow-datasets", "tensorflow", "tensorflow-cpu", "torch")
-OPTIONAL_DISTS += ("datasets",)
+OPTIONAL_DISTS = {
+    "apache-beam", "tensorflow-datasets", "tensorflow", "tensorflow-cpu", "torch", "datasets",
+}  # fmt: skip
 
 # Wraps every finder on sys.meta_path so that the optional packages look absent: imports fail with
 # ModuleNotFoundError, importlib.util.find_spec returns None and their metadata is not found (so
@@ -71,6 +72,19 @@ for name in {sorted(OPTIONAL_MODULES)!r}:
     except ModuleNotFoundError:
         continue
     sys.exit(f"{{name}} imported")
+"""
+
+# Calls octojax.cli.main on each argv of argv[1] (JSON) and prints [[exit code, stderr], ...].
+MAINS = """
+import contextlib, io, json, sys
+from octojax.cli import main
+
+answers = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        answers.append([main(argv), err.getvalue()])
+print(json.dumps(answers))
 """
 
 
@@ -145,13 +159,12 @@ def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
     return [line for line in proc.stderr.splitlines() if line.strip()]
 
 
-def check_core_commands(octojax: list[str], env: dict[str, str], config: Path) -> None:
-    """Train on both sources; a missing config and `commitpack` fail in one line, exit 2."""
+def check_core_commands(python: str, octojax: list[str], env: dict[str, str], config: Path) -> None:
+    """Train on both sources; a missing config or model, and Beam commands, fail in one line."""
     trained = run([*octojax, "train", "--config", str(config)], env)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "stopped at step 2" in trained.stdout, trained.stdout
-    run_dir = config.parent / "run"
-    metrics = (run_dir / "metrics.jsonl").read_text().splitlines()
+    metrics = (config.parent / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(metrics) == 2 and all(json.loads(m)["loss"] > 0 for m in metrics)
 
     missing = run([*octojax, "train", "--config", "/nonexistent.yaml"], env)
@@ -160,12 +173,20 @@ def check_core_commands(octojax: list[str], env: dict[str, str], config: Path) -
         "octojax train: error: /nonexistent.yaml: training config does not exist"
     ]
 
-    beam = run([*octojax, "commitpack"], env)
-    assert beam.returncode == 2, beam.stderr[-3000:]
-    assert error_lines(beam) == [
-        "octojax commitpack: error: it needs Apache Beam, which the core install lacks: "
-        "pip install 'octojax[beam]'"
-    ]
+    # More refusals, in one process to save interpreter starts.
+    cases = {
+        "generate --model /nonexistent --prompt hi": "octojax generate: error: /nonexistent: ",
+        "commitpack": "octojax commitpack: error: it needs Apache Beam, which the core install "
+        "lacks: pip install 'octojax[beam]'",
+        "run": "octojax run: error: the commitpack stage needs Apache Beam, which the core "
+        "install lacks: pip install 'octojax[beam]' (or pick other stages with --only)",
+    }
+    refused = run([python, "-c", MAINS, json.dumps([argv.split() for argv in cases])], env)
+    assert refused.returncode == 0, refused.stderr[-3000:]
+    answers = json.loads(refused.stdout.splitlines()[-1])
+    for (argv, expected), (code, stderr) in zip(cases.items(), answers):
+        assert code == 2, (argv, stderr)
+        assert len(stderr.splitlines()) == 1 and stderr.startswith(expected), (argv, stderr)
 
 
 def test_known_errors_name_real_classes():
@@ -180,7 +201,7 @@ def test_known_errors_name_real_classes():
 def test_train_without_the_optional_packages(tmp_path):
     blocker = tmp_path / "blocker"
     blocker.mkdir()
-    text = SITECUSTOMIZE.format(modules=set(OPTIONAL_MODULES), dists=set(OPTIONAL_DISTS))
+    text = SITECUSTOMIZE.format(modules=set(OPTIONAL_MODULES), dists=OPTIONAL_DISTS)
     (blocker / "sitecustomize.py").write_text(text)
     env = cpu_env(
         PYTHONPATH=os.pathsep.join([str(blocker), str(REPO)]),
@@ -188,7 +209,8 @@ def test_train_without_the_optional_packages(tmp_path):
     )
     probe = run([sys.executable, "-c", PROBE], env)
     assert probe.returncode == 0, probe.stderr[-3000:]  # the blocker works
-    check_core_commands([sys.executable, "-m", "octojax"], env, write_run(tmp_path))
+    octojax = [sys.executable, "-m", "octojax"]
+    check_core_commands(sys.executable, octojax, env, write_run(tmp_path))
 
 
 @pytest.mark.slow
@@ -202,9 +224,9 @@ def test_core_only_install_in_a_fresh_venv(tmp_path):
     python = str(venv / "bin" / "python")
     env = cpu_env(PYTHONNOUSERSITE="1", XLA_FLAGS="--xla_force_host_platform_device_count=1")
     t0 = time.perf_counter()
-    install = run([python, "-m", "pip", "install", "-q", "-e", str(REPO)], env, timeout=1200)
+    install = run([python, "-m", "pip", "install", "-q", "-e", str(REPO)], env, timeout=900)
     print(f"core-only pip install -e: {time.perf_counter() - t0:.0f} s")
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-3000:]
     lacking = run([python, "-c", PROBE], env)
     assert lacking.returncode == 0, lacking.stderr[-3000:]  # no extra came in with the core
-    check_core_commands([str(venv / "bin" / "octojax")], env, write_run(tmp_path))
+    check_core_commands(python, [str(venv / "bin" / "octojax")], env, write_run(tmp_path))
