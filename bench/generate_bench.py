@@ -1,9 +1,13 @@
 """Generation throughput: new tokens/s at batch 1 and 32, prompt 128, 256 new tokens, greedy.
 
 On GPU the default is the starcoderbase-1b shape in bf16 (the issue's target: >= 1,000 tokens/s at
-batch 1 and >= 20,000 at batch 32 on one H100). On CPU a small model is used, and --compare-hf runs
-transformers' GPTBigCodeForCausalLM.generate on the same weights in the same process for a ratio.
-Random weights; EOS is disabled so every row decodes all 256 tokens.
+batch 1 and >= 20,000 at batch 32 on one H100). On CPU a small model is used. Random weights; EOS
+is disabled so every row decodes all 256 tokens. octojax is timed first, at every batch size, and
+each result is printed and written to --json at once. --compare-hf then runs transformers'
+GPTBigCodeForCausalLM.generate on the same weights and prompts, on the GPU when there is one, in a
+process of its own under --hf-timeout: first its default generate (dynamic cache, eager), then its
+fastest setup, a static cache with torch.compile (--hf-compile; a failure is recorded, not fatal);
+each (batch, mode) result lands as soon as it exists and the ratio uses the faster mode.
 
     python bench/generate_bench.py                      # auto: 1b/bf16 on GPU, small/fp32 on CPU
     python bench/generate_bench.py --compare-hf --batch-sizes 1 32
@@ -41,7 +45,20 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--compare-hf", action="store_true", help="also time transformers (PyTorch)")
+    p.add_argument(
+        "--hf-timeout",
+        type=float,
+        default=None,
+        help="--compare-hf: seconds for the transformers process (default: no limit)",
+    )
+    p.add_argument(
+        "--hf-compile",
+        choices=("inductor", "eager", "off"),
+        default="inductor",
+        help="torch.compile backend of the static-cache mode (eager: tracing only)",
+    )
     p.add_argument("--json", default=None, help="write results here")
+    p.add_argument("--hf-child", default=None, help=argparse.SUPPRESS)  # the transformers process
     p.add_argument("--workload", choices=("throughput", "humanevalpack"), default="throughput")
     p.add_argument(
         "--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "humanevalpack")
@@ -50,11 +67,20 @@ def main() -> None:
     p.add_argument("--n-samples", type=int, default=20)
     p.add_argument("--slots", type=int, default=32, help="decode slots (batch size)")
     p.add_argument(
+        "--schedulers",
+        nargs="+",
+        choices=("static", "continuous"),
+        default=["static", "continuous"],
+        help="humanevalpack: schedulers, in order",
+    )
+    p.add_argument(
         "--real-stops",
         action="store_true",
         help="let the harness's stop sequences / stop_when end rows (random text trips them early)",
     )
     args = p.parse_args()
+    if args.hf_child:
+        return hf_child(Path(args.hf_child), args)
     if args.workload == "humanevalpack":
         return humanevalpack(args)
 
@@ -83,8 +109,9 @@ def main() -> None:
         "dtype": dtype, "prompt_len": args.prompt_len, "new_tokens": args.new_tokens, "runs": [],
     }  # fmt: skip
     rs = np.random.RandomState(0)
+    prompts = {}
     for B in args.batch_sizes:
-        prompt = rs.randint(1, cfg.vocab_size, (B, args.prompt_len)).astype(np.int32)
+        prompts[B] = prompt = rs.randint(1, cfg.vocab_size, (B, args.prompt_len)).astype(np.int32)
         mask = np.ones_like(prompt)
         kw = dict(max_new_tokens=args.new_tokens, eos_ids=(-1,), pad_id=0)
         t0 = time.perf_counter()
@@ -99,41 +126,120 @@ def main() -> None:
         best = min(times)
         run = {"batch": B, "octojax_tokens_per_s": round(B * args.new_tokens / best, 1),
                "octojax_seconds": round(best, 3), "first_call_seconds": round(compile_s, 2)}  # fmt: skip
-        if args.compare_hf:
-            run.update(_time_hf(cfg, params, prompt, args.new_tokens, dtype, args.repeats))
-            run["speedup_vs_hf"] = round(run["octojax_tokens_per_s"] / run["hf_tokens_per_s"], 2)
         print(json.dumps(run), flush=True)
         results["runs"].append(run)
+        _write(args.json, results)
+    if args.compare_hf:
+        results["hf_error"] = compare_hf(args, cfg, params, prompts, dtype, results["runs"])
+        if results["hf_error"] is None:
+            del results["hf_error"]
     print(json.dumps(results, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    _write(args.json, results)
+    if "hf_error" in results:
+        raise SystemExit(1)
 
 
-def _time_hf(cfg, params, prompt, new_tokens, dtype, repeats) -> dict:
-    """transformers' default generate() on the same weights (exported through octojax)."""
-    import torch
-    from transformers import GPTBigCodeForCausalLM
+def _write(path: str | None, results: dict) -> None:
+    if path:
+        Path(path).write_text(json.dumps(results, indent=2))
+
+
+def compare_hf(args, cfg, params, prompts: dict, dtype: str, runs: list[dict]) -> str | None:
+    """transformers on the same weights and prompts in a child process (its own time box); its
+    results merged into `runs` per batch. None, or why some or all of it is missing."""
+    import os
+    import sys
+
+    from timebox import describe, run_boxed
 
     from octojax.convert import save_hf_checkpoint
 
     with tempfile.TemporaryDirectory() as d:
         save_hf_checkpoint(d, cfg.replace(param_dtype="float32"), params)
-        hf = GPTBigCodeForCausalLM.from_pretrained(d, dtype=getattr(torch, dtype)).eval()
-    ids = torch.tensor(prompt, dtype=torch.long)
+        np.savez(f"{d}/prompts.npz", **{str(B): x for B, x in prompts.items()})
+        cmd = [sys.executable, os.path.abspath(__file__), "--hf-child", d, "--dtype", dtype,
+               "--new-tokens", str(args.new_tokens), "--repeats", str(args.repeats),
+               "--hf-compile", args.hf_compile]  # fmt: skip
+        env = {**os.environ, "JAX_PLATFORMS": "cpu"}  # torch alone in that process
+        rc, s = run_boxed(cmd, args.hf_timeout, env=env)
+        lines = Path(d, "hf.jsonl").read_text().splitlines() if Path(d, "hf.jsonl").exists() else []
+    by_batch = {r["batch"]: r for r in runs}
+    for line in lines:
+        _merge_hf(by_batch, json.loads(line))
+    if rc != 0:
+        return describe(rc, s, args.hf_timeout)
+    missing = [r["batch"] for r in runs if "hf_tokens_per_s" not in r]
+    return f"no transformers timing at batch {missing}" if missing else None
+
+
+def _merge_hf(by_batch: dict, hf: dict) -> None:
+    """One transformers (batch, mode) result into that batch's run; the ratio uses its best mode."""
+    run = by_batch[hf.pop("batch")]
+    run.setdefault("hf_modes", {})[hf.pop("mode")] = hf
+    timed = {m: v for m, v in run["hf_modes"].items() if "tokens_per_s" in v}
+    if not timed:
+        return
+    mode = max(timed, key=lambda m: timed[m]["tokens_per_s"])
+    tps = timed[mode]["tokens_per_s"]
+    run.update(hf_tokens_per_s=tps, hf_best_mode=mode, hf_device=timed[mode]["device"],
+               speedup_vs_hf=round(run["octojax_tokens_per_s"] / tps, 2))  # fmt: skip
+
+
+def hf_child(d: Path, args) -> None:
+    """The transformers process: every batch eagerly (default generate), then every batch with a
+    static cache + torch.compile; one JSON line per (batch, mode) appended to d/hf.jsonl."""
+    import torch
+    from transformers import GPTBigCodeForCausalLM
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    hf = GPTBigCodeForCausalLM.from_pretrained(d, dtype=getattr(torch, args.dtype)).to(device)
+    hf.eval()
+    prompts = dict(np.load(d / "prompts.npz"))
+    modes = ["eager"] + ([] if args.hf_compile == "off" else [f"static+compile({args.hf_compile})"])
+    for mode in modes:
+        for B, prompt in prompts.items():
+            ids = torch.tensor(prompt, dtype=torch.long, device=device)
+            try:
+                out = _time_hf_generate(hf, ids, args.new_tokens, args.repeats, mode, args)
+            except Exception as e:  # recorded: the other mode's result still stands
+                out = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+            out.update(batch=int(B), mode=mode, device=device)
+            print(json.dumps(out), flush=True)
+            with open(d / "hf.jsonl", "a") as f:
+                f.write(json.dumps(out) + "\n")
+
+
+def _time_hf_generate(hf, ids, new_tokens: int, repeats: int, mode: str, args) -> dict:
+    """Best of `repeats` timed generate calls after one untimed call (compilation)."""
+    import torch
+    from transformers import CompileConfig
+
     kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
+    if mode != "eager":
+        config = CompileConfig(backend=args.hf_compile, fullgraph=True)
+        if ids.device.type == "cpu":
+            config._compile_all_devices = True  # transformers compiles on GPUs only, unless told
+        kw.update(cache_implementation="static", compile_config=config)
+
+    def sync():
+        if ids.device.type == "cuda":
+            torch.cuda.synchronize()
+
     with torch.no_grad():
+        t0 = time.perf_counter()
         hf.generate(ids, **kw)
+        sync()
+        first = time.perf_counter() - t0
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            hf.generate(ids, **kw)
+            out = hf.generate(ids, **kw)
+            sync()
             times.append(time.perf_counter() - t0)
+    assert out.shape[1] == ids.shape[1] + new_tokens
     best = min(times)
-    return {
-        "hf_tokens_per_s": round(prompt.shape[0] * new_tokens / best, 1),
-        "hf_seconds": round(best, 3),
-    }
+    return {"tokens_per_s": round(ids.shape[0] * new_tokens / best, 1), "seconds": round(best, 3),
+            "first_call_seconds": round(first, 2)}  # fmt: skip
 
 
 def _workload_model(args, gpu: bool, out_dir: Path):
@@ -158,6 +264,7 @@ def humanevalpack(args) -> None:
     from eval.postprocess import is_complete
     from eval.tasks import SYNTHESIZE, Task
     from octojax.generate import Generator
+    from octojax.sampling_config import SamplingConfig
 
     gpu = jax.default_backend() == "gpu"
     dtype = args.dtype or ("bfloat16" if gpu else "float32")
@@ -173,24 +280,27 @@ def humanevalpack(args) -> None:
         for _ in range(args.n_samples):
             prompts.append(task.prompt(prob))
             limits.append(int(min(512, max(1, round(solution * rs.uniform(0.5, 3.0))))))
+    # The same settings as before Generator took a SamplingConfig: prompts already repeated
+    # n_samples times (n_samples=1 here), one limit per row.
+    sampling = SamplingConfig(temperature=0.2, top_p=0.95, seed=0, slots=args.slots,
+                              stop_sequences=stops if args.real_stops else [])  # fmt: skip
     if args.real_stops:
-        stop_kw = dict(stop_sequences=stops, stop_when=lambda t: is_complete("python", t, stops))
+        stop_when = lambda t: is_complete("python", t, stops)
     else:  # the harness's check runs on every chunk (its cost counts) but never ends a row
-        stop_kw = dict(stop_when=lambda t: is_complete("python", t, stops) and False)
-    kw = dict(max_new_tokens=limits, temperature=0.2, top_p=0.95, seed=0,
-              batch_size=args.slots, **stop_kw)  # fmt: skip
+        stop_when = lambda t: is_complete("python", t, stops) and False
+    kw = dict(max_new_tokens_per_prompt=limits, stop_when=stop_when)
     t0 = time.perf_counter()
-    gen.warmup(prompts, max_new_tokens=limits, temperature=0.2, top_p=0.95, batch_size=args.slots)
+    gen.warmup(prompts, sampling, max_new_tokens_per_prompt=limits)
     print(f"compiled in {time.perf_counter() - t0:.1f}s", flush=True)
     results = {"machine": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
                "model_params": gen.model.cfg.num_params(), "dtype": dtype,
                "problems": len(problems), "n_samples": args.n_samples, "slots": args.slots,
                "mean_limit": round(float(np.mean(limits)), 1), "runs": {}}  # fmt: skip
     outputs = {}
-    for scheduler in ("static", "continuous"):
+    for scheduler in args.schedulers:
         load = _load()
         t0 = time.perf_counter()
-        outputs[scheduler] = gen.generate(prompts, scheduler=scheduler, **kw)
+        outputs[scheduler] = gen.generate(prompts, sampling, scheduler=scheduler, **kw)
         s = time.perf_counter() - t0
         st = gen.last_stats
         results["runs"][scheduler] = {
@@ -201,15 +311,18 @@ def humanevalpack(args) -> None:
             "load_before": load, "load_after": _load(),
         }  # fmt: skip
         print(scheduler, json.dumps(results["runs"][scheduler]), flush=True)
-    same = [o.token_ids for o in outputs["static"]] == [o.token_ids for o in outputs["continuous"]]
-    results["identical_outputs"] = same
+        _write(args.json, results)
     r = results["runs"]
-    results["speedup_samples_per_s"] = round(
-        r["continuous"]["samples_per_s"] / r["static"]["samples_per_s"], 2
-    )
+    if len(r) == 2:
+        same = [o.token_ids for o in outputs["static"]] == [
+            o.token_ids for o in outputs["continuous"]
+        ]
+        results["identical_outputs"] = same
+        results["speedup_samples_per_s"] = round(
+            r["continuous"]["samples_per_s"] / r["static"]["samples_per_s"], 2
+        )
     print(json.dumps(results, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    _write(args.json, results)
 
 
 if __name__ == "__main__":

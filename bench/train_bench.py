@@ -6,8 +6,10 @@ octojax.train.optimizer.make_optimizer, parameters / optimizer state / batches p
 trainer's NamedShardings on a mesh with fsdp over all devices, donated state); batches are the
 trainer's SyntheticBatches (one segment per row by default, so both frameworks see plain causal
 attention). The baseline is transformers' GPTBigCodeForCausalLM of the same shape (its own random
-init: only the shape matters for speed), sdpa attention, torch.optim.AdamW, autocast bf16 on GPU,
-in the same process.
+init: only the shape matters for speed), sdpa attention, torch.optim.AdamW, autocast bf16 on GPU.
+With --compare-hf each framework runs in a process of its own, octojax first (its result is
+written to --json at once), then transformers, each under its own limit (--octojax-timeout,
+--hf-timeout); a side that fails or runs out of time is recorded as octojax_error / hf_error.
 
 On GPU the default is the starcoderbase-1b shape, sequence 2048, batch 8, bf16 compute, remat
 dots_saveable (issue 3's target on one H100: >= 70k tokens/s and >= 56% MFU, 1.25x Hugging Face's
@@ -55,7 +57,23 @@ def main() -> None:
     p.add_argument("--loss-chunk", type=int, default=None,
                    help="chunked cross-entropy: positions per chunk; 0 = full logits; "
                         "default auto (octojax/train/loss.py)")  # fmt: skip
-    p.add_argument("--compare-hf", action="store_true", help="also time transformers (PyTorch)")
+    p.add_argument(
+        "--compare-hf",
+        action="store_true",
+        help="also time transformers (PyTorch): octojax first, each in its own process",
+    )
+    p.add_argument(
+        "--octojax-timeout",
+        type=float,
+        default=None,
+        help="--compare-hf: seconds for the octojax process (default: no limit)",
+    )
+    p.add_argument(
+        "--hf-timeout",
+        type=float,
+        default=None,
+        help="--compare-hf: seconds for the transformers process (default: no limit)",
+    )
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--hf-only", action="store_true", help=argparse.SUPPRESS)  # the child process
     args = p.parse_args()
@@ -69,18 +87,22 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump(run, f)
         return
+    if args.compare_hf:
+        raise SystemExit(compare(args, sys.argv[1:]))
+    results = run_octojax(args)
+    print(json.dumps(results, indent=2))
+    _write(args.json, results)
 
-    # Hugging Face first, in a child process: JAX preallocates most of the GPU's memory once its
-    # backend starts, and two frameworks' thread pools would fight over the CPU cores.
-    hf = run_hf_child(sys.argv[1:]) if args.compare_hf else None
 
+def run_octojax(args) -> dict:
+    """Time octojax's train step in this process; the results dict (header printed first)."""
     gpu = jax.default_backend() == "gpu"
     cfg, T, steps, repeats = resolve(args, gpu)
     peak = _peak_tflops(gpu)
     flops_per_token = cfg.flops_per_token(T)
     results = {
         "machine": _machine(),
-        "versions": _versions(args.compare_hf),
+        "versions": _versions(),
         "shape": {"n_embd": cfg.n_embd, "n_layer": cfg.n_layer, "n_head": cfg.n_head,
                   "n_inner": cfg.mlp_dim, "vocab": cfg.vocab_size, "params": cfg.num_params()},
         "seq_len": T, "batch": args.batch, "dtype": cfg.dtype, "remat": cfg.remat,
@@ -90,23 +112,87 @@ def main() -> None:
         "flops_per_token": flops_per_token, "peak_tflops_per_device": peak,
     }  # fmt: skip
     print(json.dumps(results), flush=True)
-
     ours = time_octojax(
         cfg, args.batch, T, args.warmup, steps, repeats, args.segments, args.loss_chunk
     )
     results["octojax"] = _summary(ours, args.batch * T, flops_per_token, peak, jax.device_count())
     print(json.dumps({"octojax": results["octojax"]}), flush=True)
+    return results
+
+
+def compare(args, argv: list[str]) -> int:
+    """octojax, then transformers, each in a fresh process under its own time limit (JAX holds
+    most of the GPU's memory until its process ends). The octojax result is written to --json as
+    soon as it exists; a failed or timed-out side is recorded as octojax_error / hf_error and
+    the other still runs. Exit status 1 when either side failed."""
+    import tempfile
+
+    from timebox import describe, run_boxed
+
+    rest = _drop_args(argv, flags=("--compare-hf",),
+                      with_value=("--json", "--octojax-timeout", "--hf-timeout"))  # fmt: skip
+    me = [sys.executable, os.path.abspath(__file__), *rest]
+    results, hf = {}, None
+    with tempfile.TemporaryDirectory() as d:
+        rc, s = run_boxed([*me, "--json", f"{d}/octojax.json"], args.octojax_timeout)
+        if rc == 0:
+            with open(f"{d}/octojax.json") as f:
+                results = json.load(f)
+        else:
+            results["octojax_error"] = describe(rc, s, args.octojax_timeout)
+        _write(args.json, results)
+        env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+        rc, s = run_boxed([*me, "--hf-only", "--json", f"{d}/hf.json"], args.hf_timeout, env=env)
+        if rc == 0:
+            with open(f"{d}/hf.json") as f:
+                hf = json.load(f)
+            print(json.dumps({"hf_raw": hf}), flush=True)
+        else:
+            results["hf_error"] = describe(rc, s, args.hf_timeout)
     if hf is not None:
-        if hf["device"] != ("cuda" if gpu else "cpu"):
-            raise SystemExit(f"torch ran on {hf['device']} but jax on {jax.default_backend()}")
-        results["hf"] = _summary(hf, args.batch * T, flops_per_token, peak, 1)
+        _merge_hf(args, results, hf)
+    print(json.dumps(results, indent=2))
+    _write(args.json, results)
+    return int("octojax_error" in results or "hf_error" in results)
+
+
+def _merge_hf(args, results: dict, hf: dict) -> None:
+    """Summarise the transformers run like octojax's (same FLOPs per token and peak)."""
+    if "flops_per_token" in results:
+        flops_per_token, peak = results["flops_per_token"], results["peak_tflops_per_device"]
+        tokens = results["batch"] * results["seq_len"]
+        backend = results["machine"]["backend"]
+        if hf["device"] != ("cuda" if backend == "gpu" else "cpu"):
+            results["hf_error"] = f"torch ran on {hf['device']} but jax on {backend}"
+            return
+    else:  # octojax failed: its process has ended, so this one may start a backend now
+        gpu = hf["device"] == "cuda"
+        cfg, T, *_ = resolve(args, gpu)
+        flops_per_token, peak, tokens = cfg.flops_per_token(T), _peak_tflops(gpu), args.batch * T
+    results["hf"] = _summary(hf, tokens, flops_per_token, peak, 1)
+    if "octojax" in results:
         results["octojax_over_hf"] = round(
             results["octojax"]["tokens_per_s"] / results["hf"]["tokens_per_s"], 3
         )
-        print(json.dumps({"hf": results["hf"], "ratio": results["octojax_over_hf"]}), flush=True)
-    print(json.dumps(results, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
+    print(json.dumps({"hf": results["hf"], "ratio": results.get("octojax_over_hf")}), flush=True)
+
+
+def _drop_args(argv: list[str], flags: tuple, with_value: tuple) -> list[str]:
+    """argv without the given flags and (as `--x V` or `--x=V`) valued options."""
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in with_value:
+            skip = True
+        elif not (a in flags or a.split("=", 1)[0] in with_value):
+            rest.append(a)
+    return rest
+
+
+def _write(path: str | None, results: dict) -> None:
+    if path:
+        with open(path, "w") as f:
             json.dump(results, f, indent=2)
 
 
@@ -132,30 +218,6 @@ def resolve(args, gpu: bool):
     return cfg, T, args.steps or (10 if gpu else 3), args.repeats or (3 if gpu else 2)
 
 
-def run_hf_child(argv: list[str]) -> dict:
-    """This script with --hf-only in a fresh process (jax kept off the GPU); its raw timings."""
-    import subprocess
-    import tempfile
-
-    rest, skip = [], False
-    for a in argv:  # drop --json PATH / --json=PATH and --compare-hf
-        if skip:
-            skip = False
-        elif a == "--json":
-            skip = True
-        elif not (a.startswith("--json=") or a == "--compare-hf"):
-            rest.append(a)
-    with tempfile.TemporaryDirectory() as d:
-        out = os.path.join(d, "hf.json")
-        env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-        cmd = [sys.executable, os.path.abspath(__file__), *rest, "--hf-only", "--json", out]
-        subprocess.run(cmd, env=env, check=True)
-        with open(out) as f:
-            run = json.load(f)
-    print(json.dumps({"hf_raw": run}), flush=True)
-    return run
-
-
 def time_octojax(
     cfg, B: int, T: int, warmup: int, steps: int, repeats: int, segments: int,
     loss_chunk: int | None = None,
@@ -166,6 +228,7 @@ def time_octojax(
     from flax import nnx
     from jax.sharding import NamedSharding, PartitionSpec
 
+    from octojax.mesh import MeshSection, build_mesh
     from octojax.model.gptbigcode import (
         GPTBigCode,
         abstract_model,
@@ -173,8 +236,7 @@ def time_octojax(
         param_logical_axes,
         param_shapes,
     )
-    from octojax.train.config import MeshSection, OptimizerSection
-    from octojax.train.mesh import build_mesh
+    from octojax.train.config import OptimizerSection
     from octojax.train.optimizer import make_optimizer
     from octojax.train.step import StepSpec, make_train_step
     from octojax.train.synthetic import SyntheticBatches
@@ -244,6 +306,7 @@ def time_hf(cfg, B: int, T: int, warmup: int, steps: int, repeats: int, gpu: boo
     import contextlib
 
     import torch
+    import transformers
     from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
 
     device = "cuda" if gpu and torch.cuda.is_available() else "cpu"
@@ -251,7 +314,8 @@ def time_hf(cfg, B: int, T: int, warmup: int, steps: int, repeats: int, gpu: boo
     kwargs = {k: v for k, v in cfg.to_hf_dict().items() if k not in skip}
     hf_cfg = GPTBigCodeConfig(**{**kwargs, "use_cache": False}, attn_implementation="sdpa")
     torch.manual_seed(0)
-    model = GPTBigCodeForCausalLM(hf_cfg).to(device).train()
+    with torch.device(device):  # initialised where it runs: no host copy of 1b parameters
+        model = GPTBigCodeForCausalLM(hf_cfg).train()
     opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.05, fused=device == "cuda")
     rng = np.random.default_rng(0)
     batches = [
@@ -292,7 +356,8 @@ def time_hf(cfg, B: int, T: int, warmup: int, steps: int, repeats: int, gpu: boo
         windows.append((time.perf_counter() - t0) / steps)
     return {"step_s": windows, "warmup_s": warmup_s, "loss_first": first_loss,
             "loss_last": float(loss), "attn_implementation": model.config._attn_implementation,
-            "torch_threads": torch.get_num_threads(), "device": device}  # fmt: skip
+            "torch_threads": torch.get_num_threads(), "device": device,
+            "torch": torch.__version__, "transformers": transformers.__version__}  # fmt: skip
 
 
 def _summary(run: dict, tokens_per_step: int, flops_per_token: float, peak, devices: int) -> dict:
@@ -325,18 +390,12 @@ def _machine() -> dict:
     return info
 
 
-def _versions(hf: bool) -> dict:
+def _versions() -> dict:
     import flax
     import optax
 
-    v = {"python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
-         "optax": optax.__version__}  # fmt: skip
-    if hf:
-        import torch
-        import transformers
-
-        v.update(torch=torch.__version__, transformers=transformers.__version__)
-    return v
+    return {"python": platform.python_version(), "jax": jax.__version__,
+            "flax": flax.__version__, "optax": optax.__version__}  # fmt: skip
 
 
 if __name__ == "__main__":
