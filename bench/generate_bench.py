@@ -83,7 +83,11 @@ def main() -> None:
         return hf_child(Path(args.hf_child), args)
     if args.workload == "humanevalpack":
         return humanevalpack(args)
+    throughput(args)
 
+
+def throughput(args) -> None:
+    """Greedy decode tokens/s per batch size: octojax first (each written at once), then HF."""
     from octojax.generate.decode import generate_tokens
     from octojax.model import get_preset, init_model, model_from_params, param_dict
 
