@@ -17,8 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     from octojax.convert import cli as convert_cli
     from octojax.generate import cli as generate_cli
     from octojax.pipeline import cli as pipeline_cli
+    from octojax.plan import cli as plan_cli
     from octojax.train import cli as train_cli
-    from octojax.train import plan as plan_cli
 
     parser = argparse.ArgumentParser(
         prog="octojax", description="OctoPack in JAX: CommitPack, instruction tuning, HumanEvalPack"

@@ -1,4 +1,4 @@
-"""`octojax plan` (octojax/train/plan.py): the per-device estimate against XLA's compiled
+"""`octojax plan` (octojax/plan/): the per-device estimate against XLA's compiled
 memory_analysis() of the real train step on fake CPU meshes, and the pieces it is built from."""
 
 import json
@@ -10,21 +10,19 @@ from jax.sharding import AbstractMesh
 from octojax.cli import main
 from octojax.config import ConfigError
 from octojax.model.config import get_preset
-from octojax.sharding import LOGICAL_RULES
-from octojax.train.config import config_from_dict
-from octojax.train.plan import (
-    GiB,
+from octojax.plan.devices import GiB, parse_bytes, parse_device
+from octojax.plan.estimate import (
     activation_dims,
     kv_cache_bytes,
     largest_micro_batch,
     make_plan,
-    measure_compiled,
     mesh_sizes,
-    parse_bytes,
-    parse_device,
     saved_layer_bytes,
     state_bytes,
 )
+from octojax.plan.measure import measure_compiled
+from octojax.sharding import LOGICAL_RULES
+from octojax.train.config import config_from_dict
 
 # (config, sequence length): three meshes, four remat/loss/LoRA settings; measured ratios are
 # in docs/training.md ("Memory plan").

@@ -1,31 +1,21 @@
-"""`octojax plan`: per-device memory of a training config before launch, and whether it fits.
-
-    octojax plan --config configs/octocoder.yaml --device v5e-64
-    octojax plan --config X.yaml [key=value ...] --devices 8 --device-memory 80GiB [--json]
-
-Nothing is compiled and no device is needed: a plan for 64 TPU chips runs on a laptop CPU. The
-mesh is resolved for N devices as `octojax/mesh.py` does; parameters, optimizer state and
-gradients are split with the trainer's own rules (`octojax/sharding.py` logical axes and
-`spec_for_shape` on a `jax.sharding.AbstractMesh`, so replicated dimensions such as multi-query's
-single K/V head are counted whole on every device). Activations follow what JAX saves for the
-backward pass under each remat policy (read off `jax.ad_checkpoint.print_saved_residuals` for
-this model; see `activation_terms`), the loss its chunked or plain logits, and the KV cache of
-generation is a separate line. `measure_compiled` compiles the real step on local devices and
-reads XLA's `memory_analysis()`, which tests/train/test_plan.py compares with the estimate.
+"""The formula memory model of one training step on one device: nothing is compiled and no
+device is needed. The mesh is resolved for N devices as `octojax/mesh.py` does; parameters,
+optimizer state and gradients are split with the trainer's own rules (`octojax/sharding.py`
+logical axes and `spec_for_shape` on a `jax.sharding.AbstractMesh`, so replicated dimensions such
+as multi-query's single K/V head are counted whole on every device). Activations follow what JAX
+saves for the backward pass under each remat policy (read off
+`jax.ad_checkpoint.print_saved_residuals` for this model; see `saved_layer_bytes`), the loss its
+chunked or plain logits, and the KV cache of generation is a separate line.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import re
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.sharding import AbstractMesh
 
@@ -36,47 +26,9 @@ from octojax.sharding import CACHE_AXES, MESH_AXES, logical_to_spec, spec_for_sh
 from octojax.train.config import TrainConfig
 from octojax.train.loss import resolve_loss_chunk
 
-GiB = 1024**3
-
-# name -> (HBM bytes per chip, platform, TensorCores counted per chip in a "name-N" slice name).
-# TPU v4 and v5p slice names count TensorCores (2 per chip): v4-32 is 16 chips, v5p-16 is 8;
-# v5e names count chips. GPUs take --devices (default 8).
-DEVICES: dict[str, tuple[int, str, int]] = {
-    "v5e": (16 * GiB, "tpu", 1),
-    "v4": (32 * GiB, "tpu", 2),
-    "v5p": (95 * GiB, "tpu", 2),
-    "v6e": (32 * GiB, "tpu", 1),
-    "h100": (80 * GiB, "gpu", 1),
-    "a100": (80 * GiB, "gpu", 1),
-}
 # Part of device memory the plan lets a step use: the rest is left for the runtime, XLA's own
 # reservations and fragmentation (and the estimate's error). --usable changes it.
 DEFAULT_USABLE = 0.9
-
-_UNITS = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12}
-_UNITS.update({"kib": 1024, "mib": 1024**2, "gib": GiB, "tib": 1024**4})
-
-
-def parse_bytes(text: str) -> int:
-    """'16GiB', '80 GB', '1.5e9' -> bytes (GiB/MiB binary, GB/MB decimal)."""
-    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([a-zA-Z]*)\s*", text)
-    if not m or m.group(2).lower() not in _UNITS:
-        raise ConfigError(f"--device-memory {text!r}: expected a size such as 16GiB or 80GB")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
-def parse_device(name: str) -> tuple[int, str, int | None]:
-    """'v4-32' -> (HBM bytes per chip, platform, chips = 16); 'h100' -> (..., None)."""
-    kind, _, count = name.lower().partition("-")
-    if kind not in DEVICES or (count and not count.isdigit()):
-        raise ConfigError(f"--device {name!r}: expected one of {sorted(DEVICES)}, optionally -N")
-    memory, platform, per_chip = DEVICES[kind]
-    chips = None
-    if count:
-        if int(count) % per_chip:
-            raise ConfigError(f"--device {name}: {count} is not a whole number of chips")
-        chips = int(count) // per_chip
-    return memory, platform, chips
 
 
 def mesh_sizes(cfg: TrainConfig, n_devices: int) -> dict[str, int]:
@@ -448,155 +400,3 @@ def largest_micro_batch(cfg: TrainConfig, n_devices: int, **kwargs: Any) -> Memo
         if candidate.fits:  # no early stop: micro = global batch drops the accumulation buffers
             best = candidate
     return best
-
-
-def measure_compiled(cfg: TrainConfig, seq_len: int, devices: list | None = None) -> dict:
-    """XLA's memory_analysis() of the real train step compiled for cfg's mesh on local devices
-    (nothing runs): bytes per device of arguments, outputs, aliased outputs and temporaries,
-    and `total` = arguments + outputs - aliased + temporaries (what the estimate predicts)."""
-    from flax import nnx
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    from octojax.mesh import build_mesh
-    from octojax.model.gptbigcode import abstract_model, param_logical_axes, param_shapes
-    from octojax.model.lora import init_lora, lora_logical_axes
-    from octojax.sharding import BATCH_KEYS, batch_sharding, tree_shardings, use_rules
-    from octojax.train.optimizer import make_optimizer
-    from octojax.train.step import StepSpec, make_train_step
-
-    model, _ = plan_model_config(cfg)
-    mesh = build_mesh(cfg.mesh, devices)
-    t, lora = cfg.train, cfg.lora
-    with use_rules(cfg.mesh.logical_rules()), jax.set_mesh(mesh):
-        shapes = param_shapes(model)
-        shardings = tree_shardings(param_logical_axes(model), shapes, mesh)
-        frozen = frozen_sh = scale = None
-        if lora.enabled:
-            frozen, frozen_sh, scale = shapes, shardings, lora.alpha / lora.rank
-            shapes = jax.eval_shape(
-                lambda: init_lora(model, lora.targets, lora.rank, jax.random.key(0))
-            )
-            shardings = tree_shardings(lora_logical_axes(model, lora.targets), shapes, mesh)
-        tx = make_optimizer(cfg.optimizer, t.steps)
-        rep = NamedSharding(mesh, PartitionSpec())
-        opt = jax.eval_shape(tx.init, shapes)
-        opt_sh = optax.tree_map_params(
-            tx, lambda _, s: s, opt, shardings, transform_non_params=lambda _: rep,
-            is_leaf=lambda x: isinstance(x, NamedSharding),
-        )  # fmt: skip
-        state_sh = {"step": rep, "params": shardings, "opt_state": opt_sh}
-        state = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": shapes, "opt_state": opt}
-
-        def abstract(tree, sh):
-            return jax.tree.map(
-                lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, sh
-            )
-
-        B = t.global_batch_size
-        batch = {
-            k: jax.ShapeDtypeStruct((B, seq_len), np.float32 if k == "loss_weights" else np.int32,
-                                    sharding=batch_sharding(mesh))
-            for k in BATCH_KEYS
-        }  # fmt: skip
-        spec = StepSpec(
-            nnx.graphdef(abstract_model(model)), scale, B // (t.micro_batch_size or B), t.loss_chunk
-        )
-        step = jax.jit(
-            make_train_step(spec, tx), in_shardings=(state_sh, frozen_sh, None),
-            out_shardings=(state_sh, rep), donate_argnums=(0,),
-        )  # fmt: skip
-        frozen_arg = None if frozen is None else abstract(frozen, frozen_sh)
-        m = step.lower(abstract(state, state_sh), frozen_arg, batch).compile().memory_analysis()
-    out = {
-        "arguments": m.argument_size_in_bytes, "outputs": m.output_size_in_bytes,
-        "aliased": m.alias_size_in_bytes, "temporaries": m.temp_size_in_bytes,
-    }  # fmt: skip
-    out["total"] = out["arguments"] + out["outputs"] - out["aliased"] + out["temporaries"]
-    return out
-
-
-def human(n: float) -> str:
-    """Bytes as '12.3 GiB' / '456.7 MiB'."""
-    for unit, size in (("GiB", GiB), ("MiB", 1024**2), ("KiB", 1024)):
-        if abs(n) >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{int(n)} B"
-
-
-def format_plan(p: MemoryPlan, kv: int | None = None, kv_shape: tuple[int, int] = (0, 0)) -> str:
-    """The plan as a readable table (per device)."""
-    m = p.mesh
-    head = [
-        f"mesh data={m['data']} fsdp={m['fsdp']} tensor={m['tensor']}; micro-batch {p.micro_batch} "
-        f"({p.rows_per_device} rows/device) x {p.seq_len}; remat {p.remat}; attention {p.attention}; "
-        f"loss {f'chunks of {p.loss_chunk}' if p.loss_chunk else 'plain'}",
-        f"{'per device':<22}{'bytes':>14}",
-    ]
-    rows = [f"{k:<22}{human(v):>14}" for k, v in p.lines.items() if v]
-    rows.append(f"{'total (train step)':<22}{human(p.total):>14}")
-    if kv is not None:
-        rows.append(
-            f"{'KV cache (generate)':<22}{human(kv):>14}  batch {kv_shape[0]} x {kv_shape[1]}"
-        )
-    if p.device_memory is not None:
-        verdict = "fits" if p.fits else "does NOT fit"
-        rows.append(
-            f"{verdict} in {human(p.device_memory)} x {p.usable:.0%} usable = "
-            f"{human(p.usable * p.device_memory)}"
-        )
-    return "\n".join(head + rows + [f"note: {n}" for n in p.notes])
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plan", help="per-device memory of a training config; does it fit?")
-    p.add_argument("--config", required=True, help="YAML training config (see configs/)")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. model.remat=full")
-    p.add_argument("--device", help=f"{'/'.join(DEVICES)}[-N] (TPU slice names: v4-32 = 16 chips)")
-    p.add_argument("--devices", type=int, help="number of chips (default: from --device-N, else 8)")
-    p.add_argument("--device-memory", help="memory per device, e.g. 16GiB (default: --device's)")
-    p.add_argument(
-        "--platform", choices=["tpu", "gpu", "cpu"], help="default: --device's, else cpu"
-    )
-    p.add_argument("--usable", type=float, default=DEFAULT_USABLE, help="usable part of memory")
-    p.add_argument("--seq-len", type=int, help="default: data.seq_len, else 2048")
-    p.add_argument("--generate-batch", type=int, default=32, help="KV cache line: batch")
-    p.add_argument("--generate-length", type=int, default=2048, help="KV cache line: length")
-    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """`octojax plan`: print the plan, the largest micro-batch that fits and the KV cache."""
-    from octojax.train.config import load_config
-
-    cfg = load_config(args.config, args.overrides)
-    memory, platform, chips = None, args.platform or "cpu", None
-    if args.device:
-        memory, dev_platform, chips = parse_device(args.device)
-        platform = args.platform or dev_platform
-    if args.device_memory:
-        memory = parse_bytes(args.device_memory)
-    n = args.devices or chips or 8
-    kwargs = dict(seq_len=args.seq_len, device_memory=memory, platform=platform, usable=args.usable)
-    plan = make_plan(cfg, n, **kwargs)
-    best = largest_micro_batch(cfg, n, **kwargs) if memory is not None else None
-    sizes = plan.mesh
-    mesh = AbstractMesh(tuple(sizes.values()), tuple(sizes))
-    model, _ = plan_model_config(cfg)
-    shape = (args.generate_batch, args.generate_length)
-    kv = kv_cache_bytes(model, *shape, mesh, cfg.mesh.logical_rules())
-    if args.json:
-        out = dataclasses.asdict(plan) | {"total": plan.total, "fits": plan.fits, "devices": n}
-        out["platform"] = platform
-        out["kv_cache"] = {"batch": shape[0], "length": shape[1], "bytes": kv}
-        out["largest_micro_batch"] = None if best is None else best.micro_batch
-        print(json.dumps(out, indent=2))
-        return 0
-    print(f"{n} devices ({platform}{', ' + args.device if args.device else ''})")
-    print(format_plan(plan, kv, shape))
-    if memory is not None:
-        print(
-            "largest micro-batch that fits: "
-            + ("none" if best is None else f"{best.micro_batch} ({human(best.total)})")
-        )
-    return 0
