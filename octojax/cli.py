@@ -100,9 +100,23 @@ def _refuse_without_beam(args: argparse.Namespace) -> str | None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The parsed command line. `octojax commitpack ARGS` hands ARGS to the Beam pipeline as they
+    are (argparse's REMAINDER refuses a subcommand's leading `--flag`, e.g. `--source`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    head = 0
+    while head < len(argv) and argv[head] == "--debug":  # the only top-level flag with no value
+        head += 1
+    if argv[head : head + 1] == ["commitpack"]:
+        args = parser.parse_args(argv[: head + 1])
+        args.beam_args = argv[head + 1 :]
+        return args
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     refusal = _refuse_without_beam(args)
     if refusal:
         print(f"octojax {args.command}: error: {refusal}", file=sys.stderr)
