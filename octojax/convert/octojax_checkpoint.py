@@ -59,6 +59,14 @@ def params_candidates(path: str | Path) -> list[tuple[Path, Path]]:
     )
 
 
+def is_octojax_checkpoint(path: str | Path) -> bool:
+    """Whether path is an octojax params checkpoint or training run (a model_config.json in it or
+    in its checkpoints/): a run's top-level config.json is its training config, not a Hugging Face
+    one. A training step directory has no config.json, so it is never taken for Hugging Face."""
+    path = Path(path)
+    return (path / CONFIG_FILE).exists() or (path / "checkpoints" / CONFIG_FILE).exists()
+
+
 def find_params_dir(path: str | Path) -> tuple[Path, Path]:
     """(params directory, model_config.json) of the newest candidate (see params_candidates)."""
     return params_candidates(path)[0]

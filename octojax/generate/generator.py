@@ -107,12 +107,17 @@ class Generator:
     def _load(path, dtype, tokenizer, mesh):
         """(model, tokenizer) from a HF directory or octojax checkpoint, placed on `mesh`."""
         from octojax.convert.hf_checkpoint import load_hf_params
-        from octojax.convert.octojax_checkpoint import find_params_dir, load_config, load_params
+        from octojax.convert.octojax_checkpoint import (
+            find_params_dir,
+            is_octojax_checkpoint,
+            load_config,
+            load_params,
+        )
         from octojax.model.config import ModelConfig
         from octojax.model.gptbigcode import model_from_params
 
         path = Path(path)
-        if (path / "config.json").exists():
+        if (path / "config.json").exists() and not is_octojax_checkpoint(path):
             cfg = ModelConfig.from_hf_json(path, dtype=dtype, param_dtype=dtype)
             place = gmesh.placer(gmesh.param_shardings(cfg, mesh)) if mesh is not None else None
             _, params = load_hf_params(path, cfg, place=place, progress=False)
