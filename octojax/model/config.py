@@ -159,6 +159,7 @@ class ModelConfig:
         }
         if hf.get("scale_attn_weights", True) is False:
             raise ConfigError(f"{source}: scale_attn_weights=false is not supported")
+        _check_hf_types(fields, source)
         fields.update(overrides)
         try:
             return cls(**fields)
@@ -207,6 +208,27 @@ class ModelConfig:
             "tie_word_embeddings": True,
             "torch_dtype": self.param_dtype,
         }
+
+
+# The JSON types of the config.json keys octojax reads: (accepted types, how to say it).
+_INT, _NUM = ((int,), "an integer"), ((int, float), "a number")
+_HF_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    **dict.fromkeys(("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"), _INT),
+    **dict.fromkeys(
+        ("n_inner", "bos_token_id", "eos_token_id"), ((int, type(None)), "an integer or null")
+    ),
+    **dict.fromkeys(("layer_norm_epsilon", "initializer_range"), _NUM),
+    "multi_query": ((bool,), "true or false"),
+    "activation_function": ((str,), "a string"),
+}
+
+
+def _check_hf_types(fields: dict[str, Any], source: str) -> None:
+    """A value of the wrong JSON type (e.g. "n_layer": "24") is one ConfigError naming the key."""
+    for key, (types, want) in _HF_TYPES.items():
+        value = fields[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ConfigError(f"{source}: {key} must be {want}, got {value!r}")
 
 
 # Presets: the published StarCoder family (design.md) plus small sizes for tests and smoke runs.
