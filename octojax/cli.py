@@ -37,6 +37,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_launch_flags(p: argparse.ArgumentParser) -> None:
+    """--distributed and the jax.distributed arguments, for commands that run on several hosts."""
+    g = p.add_argument_group("multi-host (one process per host; octojax/mesh.py)")
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="jax.distributed.initialize() first (implied by the flags below)",
+    )
+    g.add_argument("--coordinator", default=None, help="host:port of process 0 (else detected)")
+    g.add_argument("--num-processes", type=int, default=None)
+    g.add_argument("--process-id", type=int, default=None)
+
+
+def start_distributed(args: argparse.Namespace) -> bool:
+    """Initialise jax.distributed when asked for by the launch flags; whether it was."""
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and all(v is None for v in explicit):
+        return False
+    from octojax.mesh import initialize_distributed
+
+    initialize_distributed(*explicit)
+    return True
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from eval.cli import main as eval_main
 
@@ -52,6 +76,7 @@ _INPUT_ERRORS = (
     ("octojax.convert.safetensors_io", "SafetensorsError"),
     ("octojax.data.sources", "BadRecordError"),
     ("octojax.generate.generator", "PromptTooLong"),
+    ("octojax.train.checkpointing", "CheckpointSaveError"),
 )
 
 # Packages the core install (`pip install octojax`) lacks, by top-level module: the extra with them.
@@ -115,8 +140,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def quiet_library_noise() -> None:
+    """Without --debug, what octojax reports itself in one line (a failed checkpoint save, a
+    fallback to an older checkpoint) is not repeated by libraries as tracebacks: orbax/absl and
+    asyncio errors from background threads are logged only at CRITICAL, and uncaught exceptions
+    of those threads (and ignored ones at shutdown) print nothing."""
+    import logging
+    import threading
+
+    for name in ("absl", "asyncio", "orbax"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    threading.excepthook = lambda args: None
+    sys.unraisablehook = lambda unraisable: None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if not args.debug:
+        quiet_library_noise()
     refusal = _refuse_without_beam(args)
     if refusal:
         print(f"octojax {args.command}: error: {refusal}", file=sys.stderr)

@@ -102,11 +102,18 @@ def as_mesh_section(mesh: str | MeshSection | None) -> MeshSection | None:
     return MeshSection.parse(mesh) if isinstance(mesh, str) else mesh
 
 
+LAUNCH_HELP = (
+    "run one process per host under a launcher jax detects (a Cloud TPU VM slice, SLURM srun, "
+    "Open MPI mpirun), or give --coordinator HOST:PORT --num-processes N --process-id I "
+    "(JAX_COORDINATOR_ADDRESS works for the first); for one host, set mesh.distributed=false"
+)
+
+
 def initialize_distributed(
     coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
 ) -> None:
     """jax.distributed.initialize() once; unset arguments come from the cluster's environment
-    (TPU pod metadata, SLURM, Open MPI, ...)."""
+    (TPU pod metadata, SLURM, Open MPI, ...). ConfigError saying what to set when there is none."""
     if jax.distributed.is_initialized():
         return
     kwargs = {
@@ -118,7 +125,10 @@ def initialize_distributed(
         )
         if v is not None
     }
-    jax.distributed.initialize(**kwargs)
+    try:
+        jax.distributed.initialize(**kwargs)
+    except (ValueError, TypeError) as e:  # jax: "coordinator_address should be defined." etc.
+        raise ConfigError(f"multi-host start: {e} -- {LAUNCH_HELP}") from None
     log.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
 
 
@@ -160,9 +170,13 @@ def build_mesh(cfg: MeshSection, devices: list | None = None, *, subset_ok: bool
     if n_dcn > 1:
         from jax.experimental import mesh_utils
 
+        # The DCN part spans slices on a multi-slice job; within one slice (a v5e-64 is 16
+        # hosts of one slice) or on GPU nodes without slice_index it spans processes.
+        slices = {getattr(d, "slice_index", None) for d in devices}
         grid = mesh_utils.create_hybrid_device_mesh(
-            ici, tuple(dcn[a] for a in MESH_AXES), devices=devices
-        )
+            ici, tuple(dcn[a] for a in MESH_AXES), devices=devices,
+            process_is_granule=len(slices) <= 1,
+        )  # fmt: skip
         return Mesh(grid, MESH_AXES, axis_types=axis_types)
     if len(devices) == len(jax.devices()):
         return jax.make_mesh(ici, MESH_AXES, axis_types=axis_types, devices=devices)

@@ -275,10 +275,21 @@ def hf_tensor_names(cfg: ModelConfig) -> list[str]:
             "transformer.ln_f.weight", "transformer.ln_f.bias"]  # fmt: skip
 
 
+def fetch(array) -> np.ndarray:
+    """One array as numpy on this host. An array sharded over several processes is gathered
+    (every process must call this, in the same order); only that one tensor is held whole."""
+    if isinstance(array, jax.Array) and not array.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+    return np.asarray(jax.device_get(array))
+
+
 def iter_hf_tensors(cfg: ModelConfig, params: dict) -> Iterator[tuple[str, np.ndarray]]:
     """octojax pure-dict parameters -> (HF name, array), one tensor fetched from the devices at a
-    time (c_attn: its four parts), so host memory holds one tensor, not the model."""
-    get = lambda a: np.asarray(jax.device_get(a))
+    time (c_attn: its four parts), so host memory holds one tensor, not the model. Parameters
+    sharded over several hosts are gathered: every process iterates, in step."""
+    get = fetch
     yield "transformer.wte.weight", get(params["wte"])
     yield "transformer.wpe.weight", get(params["wpe"])
     layer_map = _simple_layer_map(cfg)
@@ -314,8 +325,12 @@ def save_hf_checkpoint(
     dtype: str | None = None,
     tokenizer_dir: str | Path | None = None,
     max_shard_size: int | str = "5GB",
+    write: bool = True,
 ) -> Path:
     """Write config.json + safetensors (+ the tokenizer files, if given) to out_dir.
+
+    On a multi-host job every process calls this (parameters sharded across hosts are gathered
+    tensor by tensor) and only the one with `write=True` writes.
 
     Weights go to model.safetensors, or to model-0000i-of-0000n.safetensors files of at most
     max_shard_size (transformers' default "5GB") plus model.safetensors.index.json. Tensors are
@@ -329,6 +344,10 @@ def save_hf_checkpoint(
     hf_config["torch_dtype"] = (
         str(np_dtype) if np_dtype != np.dtype(ml_dtypes.bfloat16) else "bfloat16"
     )
+    if not write:
+        for _ in iter_hf_tensors(cfg, params):  # take part in the gathers, write nothing
+            pass
+        return Path(out_dir)
     with staged_dir(out_dir, stale=STALE_WEIGHTS) as tmp:
         write_sharded(tmp, specs, iter_hf_tensors(cfg, params), max_shard_size)
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")

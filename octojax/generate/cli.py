@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from octojax.cli import add_launch_flags, start_distributed
 from octojax.sampling_config import add_sampling_flags, sampling_from_args
 
 
@@ -30,14 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help='device mesh, e.g. "data=2,fsdp=1,tensor=4" (-1 fills; dcn_* too; octojax/mesh.py)',
     )
-    p.add_argument(
-        "--distributed",
-        action="store_true",
-        help="multi-host: jax.distributed.initialize(), each process takes a share of the prompts",
-    )
-    p.add_argument("--coordinator", default=None, help="host:port (else auto-detected)")
-    p.add_argument("--num-processes", type=int, default=None)
-    p.add_argument("--process-id", type=int, default=None)
+    add_launch_flags(p)
     p.set_defaults(func=run)
 
 
@@ -74,23 +68,17 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2  # checked before any generation work, so no text is lost at the end
-    if args.distributed:
-        from octojax.mesh import initialize_distributed
-
-        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    distributed = start_distributed(args)
     gen = Generator.from_pretrained(
-        args.model,
-        dtype=args.dtype,
-        tokenizer=args.tokenizer,
-        mesh=args.mesh,
-        distributed=args.distributed,
-    )
+        args.model, dtype=args.dtype, tokenizer=args.tokenizer, mesh=args.mesh,
+        distributed=distributed,
+    )  # fmt: skip
     gen.strict = args.strict
     outs = gen.generate(prompts, sampling, progress=True, scheduler=args.scheduler)
     n = sampling.n_samples
     import jax
 
-    if args.distributed and jax.process_index() != 0:
+    if distributed and jax.process_index() != 0:
         return 0  # every process holds every output; process 0 writes them once
     rows = [
         {

@@ -7,6 +7,7 @@ cleanly is used, and a corrupt one is reported and skipped in favour of the one 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -30,6 +31,10 @@ class CheckpointMismatch(ConfigError):
     """A readable checkpoint whose arrays do not fit the configured model (not corruption)."""
 
 
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (disk full, read-only or unwritable storage, ...)."""
+
+
 class Checkpointer:
     """CheckpointManager with the items params|lora, opt_state and meta."""
 
@@ -38,6 +43,8 @@ class Checkpointer:
         directory = str(directory)
         self.directory = epath.Path(directory if "://" in directory else Path(directory).absolute())
         self.param_item = param_item
+        self.failed = False  # a save failed (and was reported)
+        self._pending: int | None = None  # the newest save started (async: maybe unfinished)
         unfinished = self._unfinished_saves()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
@@ -66,6 +73,9 @@ class Checkpointer:
             path.write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
 
     def save(self, step: int, state: dict, meta: dict, *, force: bool = False) -> bool:
+        """Start saving `step` (asynchronously when so configured). CheckpointSaveError when
+        this save, or an earlier asynchronous one, failed: training must stop, not run on
+        into steps that cannot be saved."""
         args = ocp.args.Composite(
             **{
                 self.param_item: ocp.args.StandardSave(state["params"]),
@@ -73,10 +83,45 @@ class Checkpointer:
                 "meta": ocp.args.JsonSave(meta),
             }
         )
-        return self.manager.save(step, args=args, force=force)
+        self.wait()  # orbax waits for the previous save anyway; its failure is named as its own
+        with self._failing_save(step):
+            started = self.manager.save(step, args=args, force=force)
+        if started:
+            self._pending = step
+        return started
+
+    def check(self) -> None:
+        """Raise CheckpointSaveError if an asynchronous save has failed since the last check."""
+        with self._failing_save(self._pending):
+            self.manager.check_for_errors()
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        with self._failing_save(self._pending):
+            self.manager.wait_until_finished()
+
+    @contextlib.contextmanager
+    def _failing_save(self, step: int | None):
+        try:
+            yield
+        except CheckpointSaveError:
+            raise
+        except Exception as e:  # orbax/tensorstore wrap OSErrors in many types
+            self.failed = True
+            text = _os_reason(e)
+            good = [s for s in self._complete_steps() if s != step]
+            last = f"step {good[-1]}" if good else "none"
+            what = f"saving step {step}" if step is not None else "a checkpoint save"
+            raise CheckpointSaveError(
+                f"{self.directory}: {what} failed ({text}); training stopped; the last good "
+                f"checkpoint is {last} (free space or fix the folder's permissions, then rerun "
+                "to resume from it)"
+            ) from None
+
+    def _complete_steps(self) -> list[int]:
+        """Steps with a finished save on disk (not an orbax tmp folder)."""
+        if not self.directory.exists():
+            return []
+        return sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit())
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
@@ -167,8 +212,28 @@ class Checkpointer:
         self.manager.reload()
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Finish pending saves and release orbax; after a failed save (already reported) its
+        error is not raised a second time."""
+        try:
+            with self._failing_save(self._pending):
+                self.manager.wait_until_finished()
+                self.manager.close()
+        except CheckpointSaveError:
+            if not self.failed:
+                raise
+
+
+_OS_REASONS = ("No space left on device", "Read-only file system", "Permission denied",
+               "Disk quota exceeded")  # fmt: skip
+
+
+def _os_reason(error: Exception) -> str:
+    """The operating system's reason inside an orbax/tensorstore error, else its first line."""
+    text = str(error).strip()
+    for reason in _OS_REASONS:
+        if reason in text:
+            return reason
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def _flatten(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:

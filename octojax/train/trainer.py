@@ -4,8 +4,8 @@ One code path for one CPU, 8 fake devices, one GPU or a TPU pod slice: only the 
 the config changes. Parameters, optimizer state and batches are placed with NamedShardings derived
 from logical axis names; the step is one jax.jit with explicit shardings and donated state.
 
-`Trainer.run` reads as its steps: check a resume is compatible (before writing anything), write
-the run files, build the state, restore, compile, loop, export.
+`Trainer.run` reads as its steps: check a resume is compatible, build the state, restore (nothing
+in the run dir changes before these pass), write the run files, compile, loop, export.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import re
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -54,10 +57,13 @@ RESUMABLE_CHANGES = (
 SHAPE_KEYS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "multi_query")
 EXIT_PREEMPTED = 143  # SIGTERM
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_PEER_LOST = 75  # another process of a multi-host job died (EX_TEMPFAIL: rerun to resume)
 
 
 class BatchIterator(Protocol):
-    """What the trainer consumes (octojax.data.pipeline.TrainIterator implements it)."""
+    """What the trainer consumes (octojax.data.pipeline.TrainIterator implements it): global
+    batches, as jax.Arrays on the mesh or as numpy arrays of the global shape that every process
+    computes alike (synthetic data); each process then places only its own rows."""
 
     def __next__(self) -> dict[str, Any]: ...
     def get_state(self) -> dict: ...
@@ -124,12 +130,18 @@ class Trainer:
             self.check_resume()
             data = self._data_iterator()  # bad data fails here, before the run dir is touched
             ckpt = self._checkpointer()
-            self._write_run_files(ckpt)
             ts = self._initial_state()
             start, rng = self._restore(ckpt, ts, data)
+            # only now, with every check of a resume passed, does the run dir change
+            self._write_run_files(ckpt)
+            self._check_shared_checkpoint_dir()
             step_fn = self._compile_step(ts)
             try:
                 step, losses = self._loop(ts, step_fn, data, ckpt, start, rng)
+            except jax.errors.JaxRuntimeError as e:
+                if jax.process_count() == 1:
+                    raise
+                _exit_lost_peer(e, ckpt)
             finally:
                 ckpt.close()
         code = {signal.SIGTERM: EXIT_PREEMPTED, signal.SIGINT: EXIT_INTERRUPTED}.get(
@@ -195,6 +207,33 @@ class Trainer:
         (self.run_dir / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
         ckpt.write_model_config(self.model_cfg)
         self._save_tokenizer(self.cfg.checkpoint_dir)
+
+    def _check_shared_checkpoint_dir(self) -> None:
+        """Multi-host: warn when the checkpoint dir is not one storage seen by every host (orbax
+        writes each host's shards there; a host-local path would leave each checkpoint partial).
+        Process 0 writes a fresh token into it; every other process must read the same token."""
+        directory = self.cfg.checkpoint_dir
+        if jax.process_count() == 1 or "://" in str(directory):
+            return
+        from jax.experimental import multihost_utils
+
+        mine = np.random.default_rng().integers(1, 2**31, dtype=np.int64) if self._main else 0
+        token = str(int(multihost_utils.broadcast_one_to_all(np.asarray(mine, np.int64))))
+        probe = Path(directory) / ".shared-check"
+        if self._main:
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_text(token)
+        multihost_utils.sync_global_devices("octojax: shared checkpoint dir check")
+        seen = probe.read_text() if probe.exists() else None
+        if seen != token:
+            log.warning("checkpoint dir is host-local")
+            print(
+                f"[train] warning: process {jax.process_index()} does not see process 0's "
+                f"checkpoint dir {directory} (not shared storage): every host must write to the "
+                "same place (a gs:// bucket, a shared filesystem) or checkpoints stay partial",
+                file=sys.stderr,
+                flush=True,
+            )
 
     # ---- state ----------------------------------------------------------------------------------
 
@@ -283,9 +322,16 @@ class Trainer:
             raise ConfigError("config has no data section and no batches were given to Trainer")
         from octojax.data.pipeline import make_train_iterator
 
-        return make_train_iterator(
+        it = make_train_iterator(
             self.cfg.data, global_batch_size=self.cfg.train.global_batch_size, mesh=self.mesh
         )
+        print(  # every process: what it reads is its own share of the records
+            f"[train] data: process {it.process_index}/{it.process_count}, rows "
+            f"{it.rows[0]}..{it.rows[-1]} of {it.global_batch_size}, "
+            f"{it.data_stats['examples']} examples",
+            flush=True,
+        )
+        return it
 
     def _restore(self, ckpt: Checkpointer, ts: TrainState, data: BatchIterator):
         """Restore the newest good checkpoint into ts (in place); (start step, rng). Says where."""
@@ -355,7 +401,7 @@ class Trainer:
                         batch, batch_state = batches.next()
                     if step % cfg.log.every == 0 or step == total:
                         metrics.submit(step, step_metrics, shape)  # fetches the previous one
-                    if self._signal is not None:
+                    if self._agreed_stop(step):
                         self._say(
                             f"{signal.Signals(self._signal).name}: saving step {step}, stopping"
                         )
@@ -363,6 +409,7 @@ class Trainer:
                         break
                     if step % cfg.checkpoint.every == 0 and step < total:
                         ckpt.save(step, ts.state, self._meta(step, rng, data_state))
+                    ckpt.check()  # a failed asynchronous save stops training here
                 if batch is None:
                     self._say(f"data exhausted after step {step}; stopping")
                 metrics.flush()
@@ -407,16 +454,37 @@ class Trainer:
 
     def _install_signal_handlers(self) -> dict:
         """SIGTERM (preemption) and SIGINT (Ctrl-C): save at the next step boundary, then stop.
-        A second Ctrl-C while stopping interrupts at once."""
+        A second Ctrl-C while stopping interrupts at once.
+
+        With several processes SIGTERM stays with jax's preemption service (installed by
+        jax.distributed.initialize): a notice on any host makes every host agree on one step to
+        save at (`_agreed_stop`). SIGINT is forwarded to it, so a Ctrl-C on one host stops all.
+        """
         if threading.current_thread() is not threading.main_thread():
             return {}
+        multi = jax.process_count() > 1
 
         def on_signal(signum, frame):
             if self._signal == signal.SIGINT and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             self._signal = signum
+            if multi:
+                os.kill(os.getpid(), signal.SIGTERM)  # a preemption notice for every host
 
-        return {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        signals = (signal.SIGINT,) if multi else (signal.SIGTERM, signal.SIGINT)
+        return {s: signal.signal(s, on_signal) for s in signals}
+
+    def _agreed_stop(self, step: int) -> bool:
+        """Whether to save and stop after `step`: at once on one process; on several, at the
+        step jax's preemption service agreed on (every host calls this at every step)."""
+        if jax.process_count() == 1:
+            return self._signal is not None
+        from jax.experimental import multihost_utils
+
+        if multihost_utils.reached_preemption_sync_point(step):
+            self._signal = self._signal or signal.SIGTERM
+            return True
+        return False
 
     def _say(self, message: str) -> None:
         if self._main:
@@ -433,12 +501,14 @@ class Trainer:
             trainable if lora_scale is None else merge_into_params(frozen, trainable, lora_scale)
         )
         out = self.run_dir / "hf"
-        if self._main:
-            save_hf_checkpoint(
-                out, self.model_cfg, params, dtype=self.cfg.export.dtype,
-                tokenizer_dir=tokenizer_path(self.cfg), max_shard_size=self.cfg.export.max_shard_size,
-            )  # fmt: skip
-            self._say(f"exported Hugging Face model to {out}")
+        # every process takes part (tensors sharded over hosts are gathered one at a time);
+        # process 0 writes
+        save_hf_checkpoint(
+            out, self.model_cfg, params, dtype=self.cfg.export.dtype,
+            tokenizer_dir=tokenizer_path(self.cfg), max_shard_size=self.cfg.export.max_shard_size,
+            write=self._main,
+        )  # fmt: skip
+        self._say(f"exported Hugging Face model to {out}")
         return out
 
     def _save_tokenizer(self, checkpoint_dir) -> None:
@@ -480,6 +550,25 @@ def _check_batch_fits_mesh(cfg: TrainConfig, mesh: Mesh) -> None:
         raise ConfigError(f"{problem} (mesh {dict(mesh.shape)})")
 
 
+def _exit_lost_peer(error: Exception, ckpt: Checkpointer) -> None:
+    """A collective failed because another process of the job is gone: say so in one line and
+    exit at once (waiting would end in jax's shutdown barrier, then an abort, minutes later)."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    peer = re.search(r"\[([0-9a-fA-F.:]+)\]:(\d+)", first)
+    who = f"the process at {peer.group(1)}:{peer.group(2)}" if peer else "a peer process"
+    steps = ckpt.steps()
+    print(
+        f"[train] process {jax.process_index()}: lost {who} of this {jax.process_count()}-process "
+        f"job ({first}); last complete checkpoint: "
+        f"{f'step {steps[-1]}' if steps else 'none'} in {ckpt.directory}; rerun every process "
+        "to resume from it",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.stdout.flush()
+    os._exit(EXIT_PEER_LOST)
+
+
 def _restore_signal_handlers(handlers: dict) -> None:
     for signum, handler in handlers.items():
         signal.signal(signum, handler)
@@ -502,9 +591,11 @@ class _Prefetcher:
 
 
 def _as_global(x: Any, sharding: NamedSharding) -> jax.Array:
-    """Numpy host batches become arrays with the batch sharding (device_put is asynchronous)."""
+    """A numpy global batch (the same on every process) becomes an array with the batch
+    sharding; each process places only the rows its devices hold. jax.Arrays pass through."""
     if isinstance(x, jax.Array):
         return x
+    x = np.asarray(x)
     if jax.process_count() > 1:
-        return jax.make_array_from_process_local_data(sharding, np.asarray(x))
-    return jax.device_put(np.asarray(x), sharding)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+    return jax.device_put(x, sharding)  # asynchronous

@@ -6,6 +6,7 @@ message, and that files that existed before are byte-identical afterwards (docs/
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -119,3 +120,50 @@ def test_export_of_a_run_with_a_damaged_newest_step_uses_the_previous_one(tmp_pa
     assert first_error_line(none).startswith(
         f"octojax convert: error: {run}: no readable parameters"
     )
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 320 KiB tmpfs: room for the run's small files, not for a checkpoint of the test model."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=320k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)  # fmt: skip
+    if proc.returncode:
+        pytest.skip(f"cannot mount a tmpfs as a full disk here ({proc.stderr.strip()})")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("async_save", [True, False], ids=["async", "sync"])
+def test_failed_checkpoint_save_stops_training_in_one_line(tmp_path, tiny_disk, async_save):
+    """Disk full at the first save (step 2 of 30): training stops there, not at step 30."""
+    run = tmp_path / "run"
+    config = write_config(
+        tmp_path / "c.yaml", run, train={"steps": 30},
+        checkpoint={"every": 2, "async_save": async_save, "dir": str(tiny_disk / "ckpt")},
+        log={"every": 1},
+    )  # fmt: skip
+    proc = train(config)
+    line = first_error_line(proc)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "saving step 2 failed" in line or "a checkpoint save failed" in line, line
+    assert "training stopped" in line and "last good checkpoint is none" in line, line
+    assert "Traceback" not in proc.stderr
+    logged = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(logged, default=0) <= 4, logged  # stopped within a step or two of the failure
+
+
+def test_a_refused_resume_leaves_the_run_dir_unchanged(tmp_path):
+    """A checkpoint that cannot be restored onto the new model (shape mismatch, found only when
+    restoring: the saved configs are gone) is refused before anything in the run dir changes."""
+    run = tmp_path / "run"
+    config = write_config(tmp_path / "c.yaml", run)
+    assert train(config).returncode == 0
+    (run / "config.json").unlink()
+    (run / "checkpoints" / "model_config.json").unlink()
+    before = snapshot(run)
+    changed = write_config(tmp_path / "c2.yaml", run, model={"n_embd": 128})
+    proc = train(changed, "model.n_head=4")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert snapshot(run) == before
