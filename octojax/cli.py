@@ -77,6 +77,7 @@ _INPUT_ERRORS = (
     ("octojax.data.sources", "BadRecordError"),
     ("octojax.generate.generator", "PromptTooLong"),
     ("octojax.train.checkpointing", "CheckpointSaveError"),
+    ("beam_pipelines.run_lock", "FolderLocked"),
 )
 
 # Packages the core install (`pip install octojax`) lacks, by top-level module: the extra with them.

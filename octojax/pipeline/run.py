@@ -111,6 +111,14 @@ class Run:
     # ---- driver -----------------------------------------------------------------------------------
 
     def execute(self) -> dict:
+        """Run every stage not done yet, holding the run dir's lock (one `octojax run` at a time
+        per run dir: a second is refused at once, naming this one)."""
+        from beam_pipelines.run_lock import RunLock
+
+        with RunLock(self.dir, f"octojax run ({self.dir})"):
+            return self._execute()
+
+    def _execute(self) -> dict:
         steps: dict[str, Callable[[], StageResult]] = {
             "tokenizer": self.build_tokenizer,
             "commitpack": self.build_commitpack,

@@ -10,6 +10,7 @@ in the run dir changes before these pass), write the run files, compile, loop, e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -129,6 +130,11 @@ class Trainer:
         with use_rules(self.rules):
             self.check_resume()
             data = self._data_iterator()  # bad data fails here, before the run dir is touched
+            with self._one_writer():
+                return self._run(data)
+
+    def _run(self, data: BatchIterator) -> TrainResult:
+        with use_rules(self.rules):
             ckpt = self._checkpointer()
             ts = self._initial_state()
             start, rng = self._restore(ckpt, ts, data)
@@ -153,6 +159,15 @@ class Trainer:
         return TrainResult(self.run_dir, step, losses, hf_dir, preempted=code != 0, exit_code=code)
 
     # ---- before anything is written -----------------------------------------------------------
+
+    def _one_writer(self):
+        """The run dir's lock (process 0 holds it for the job): a second `octojax train` on the
+        same run dir is refused at once, naming this one (beam_pipelines/run_lock.py)."""
+        from beam_pipelines.run_lock import RunLock
+
+        if not self._main:
+            return contextlib.nullcontext()
+        return RunLock(self.run_dir, f"octojax train ({self.run_dir})")
 
     def check_resume(self) -> None:
         """Refuse to resume a run directory whose saved config differs in a key that matters.
