@@ -50,7 +50,14 @@ from beam_pipelines.bigquery_query import DEFAULT_DATASET, build_commits_query  
 from beam_pipelines.filters_ft import DEFAULT_SEED  # noqa: E402
 from beam_pipelines.git_mining import DEFAULT_MAX_FILE_BYTES  # noqa: E402
 from beam_pipelines.parsing import DEFAULT_MAX_RECORD_BYTES  # noqa: E402
-from beam_pipelines.publish import check_inputs, discard, existing_outputs, new_staging_dir, publish  # noqa: E402
+from beam_pipelines.publish import (  # noqa: E402
+    check_inputs,
+    discard,
+    existing_outputs,
+    new_staging_dir,
+    publish,
+    recover_interrupted,
+)
 from beam_pipelines.sinks import (  # noqa: E402
     DEADLETTER_DIR,
     DEFAULT_RECORDS_PER_SHARD,
@@ -377,6 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = expand_revs(sys.argv[1:] if argv is None else list(argv))
     args, beam_args = parser.parse_known_args(argv)
     validate_args(parser, args)
+    recover_interrupted(args.output)  # a killed publish: the old or new dataset again
     refusal = refuse_existing_output(args.output, args.overwrite)
     if refusal:
         return _error(refusal)

@@ -1,22 +1,27 @@
 """Write a run into a staging directory and move it into place only when it succeeded (no Beam
 transforms here; Beam's ``FileSystems`` for local and ``gs://`` paths).
 
-Why: with ``--overwrite`` the old dataset must survive a failed run or a run over inputs that are
-all unreadable (a typo'd path). :func:`check_inputs` refuses runs with no usable input before
-anything starts; the pipeline writes under :func:`new_staging_dir`; :func:`publish` replaces the
-old outputs by the new ones; :func:`discard` removes the staging directory otherwise.
+Why: with ``--overwrite`` the old dataset must survive a failed run, a killed run or a run over
+inputs that are all unreadable (a typo'd path). :func:`check_inputs` refuses runs with no usable
+input before anything starts; :func:`recover_interrupted` finishes or undoes a publish that a
+kill interrupted; the pipeline writes under :func:`new_staging_dir`; :func:`publish` swaps the
+new output folder in (local: one swap of whole folders, beam_pipelines/atomic_publish.py);
+:func:`discard` removes the staging directory otherwise.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 from apache_beam.io.filesystems import FileSystems
 
+from beam_pipelines import atomic_publish
 from beam_pipelines.git_mining import RepoSpec, is_url
 from beam_pipelines.sinks import DEADLETTER_DIR, STATS_NAME
 from beam_pipelines.stats import STAGES
@@ -35,40 +40,53 @@ def existing_outputs(output: str) -> list[str]:
     return [t for t in targets if FileSystems.exists(t)]
 
 
+LEGACY_STAGING = ".staging-*"
+"""Staging folders inside the output, where runs before the whole-folder swap built (and where
+remote runs still build)."""
+
+
+def _carried(name: str) -> bool:
+    """An entry of the old output folder that a new run keeps: anything it does not write."""
+    return name not in OUTPUT_NAMES and not fnmatch.fnmatchcase(name, LEGACY_STAGING)
+
+
+def recover_interrupted(output: str) -> None:
+    """Local: undo or finish a publish that a kill interrupted, delete dead runs' staging folders
+    (beside the output, and the older ones inside it). Run before looking at the output."""
+    if not _is_local(output):
+        return
+    atomic_publish.recover(output)
+    if os.path.isdir(output):
+        for leftover in sorted(glob.glob(os.path.join(glob.escape(output), LEGACY_STAGING))):
+            atomic_publish.remove(Path(leftover))
+
+
 def new_staging_dir(output: str) -> str:
-    """A fresh directory inside ``output`` for this run's files (hidden: starts with a dot)."""
-    staging = FileSystems.join(output, f".staging-{uuid.uuid4().hex[:12]}")
-    if _is_local(staging):
-        os.makedirs(staging)
-    return staging
+    """A fresh directory for this run's files: local, a hidden sibling of ``output`` (the new
+    output folder, swapped in whole by :func:`publish`); remote, hidden inside ``output``."""
+    if _is_local(output):
+        return str(atomic_publish.new_folder(output))
+    return FileSystems.join(output, f".staging-{uuid.uuid4().hex[:12]}")
 
 
 def discard(staging: str) -> None:
-    """Remove a staging directory and everything in it."""
+    """Remove a staging directory and everything in it (nothing when it was published)."""
     if _is_local(staging):
-        shutil.rmtree(staging, ignore_errors=True)
+        atomic_publish.remove(Path(staging))
     elif FileSystems.exists(staging):
         FileSystems.delete([staging])
 
 
 def publish(staging: str, output: str) -> None:
-    """Replace ``output``'s previous outputs by the staged ones, then remove ``staging``.
+    """Make the staged run ``output``'s dataset.
 
-    Local: each staged entry replaces its target with ``os.replace`` (the old one is first moved
-    into the staging directory, so a crash leaves either the old or the new entry in place).
-    Remote: the old files are deleted and the staged files renamed one by one.
+    Local: the staging folder, plus hard links to whatever else the old output folder held (not
+    a run's outputs), replaces the output folder in one swap of whole folders; a kill leaves the
+    old or the new dataset after :func:`recover_interrupted`. Remote (no folder renames on object
+    stores): the old outputs are deleted and the staged files renamed one by one, not atomic.
     """
     if _is_local(staging):
-        trash = os.path.join(staging, ".old")
-        os.makedirs(trash, exist_ok=True)
-        for name in OUTPUT_NAMES:
-            new, target = os.path.join(staging, name), os.path.join(output, name)
-            if not os.path.exists(new):
-                continue
-            if os.path.exists(target):
-                os.replace(target, os.path.join(trash, name))
-            os.replace(new, target)
-        discard(staging)
+        atomic_publish.publish_folder(staging, output, keep=_carried)
         return
     old = existing_outputs(output)
     if old:

@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from beam_pipelines.atomic_publish import write_file
+
 DEFAULT_STEM = "generations"
 
 
@@ -30,11 +32,7 @@ def save_generations(path: str | os.PathLike, generations: list[list[str]]) -> P
     check_generations(generations, str(path))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(generations, f)
-    os.replace(tmp, path)
-    return path
+    return write_file(path, json.dumps(generations))  # whole or nothing, even on a kill
 
 
 def check_generations(generations: object, where: str) -> list[list[str]]:

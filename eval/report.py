@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from beam_pipelines.atomic_publish import write_file
 from eval.data import LANGUAGE_NAMES, LANGUAGES
 from eval.tasks import EXPLAIN_SYNTHESIZE, FIX_DOCS, FIX_TESTS, SYNTHESIZE
 
@@ -64,11 +65,9 @@ def write_results(output_dir: str | os.PathLike, new: Sequence[dict]) -> tuple[P
     output_dir.mkdir(parents=True, exist_ok=True)
     json_path = output_dir / RESULTS_FILE
     results = merge_results(load_results(json_path), new)
-    tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps({"results": results}, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, json_path)
-    md_path = output_dir / TABLE_FILE
-    md_path.write_text(markdown_table(results), encoding="utf-8")
+    # each file whole or not at all, even if the process is killed (a synced sibling, os.replace)
+    write_file(json_path, json.dumps({"results": results}, indent=2, ensure_ascii=False))
+    md_path = write_file(output_dir / TABLE_FILE, markdown_table(results))
     return json_path, md_path
 
 

@@ -34,12 +34,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from octojax.convert.hf_checkpoint import load_hf_params, save_hf_checkpoint
     from octojax.convert.octojax_checkpoint import find_params_dir, load_params, save_params
-    from octojax.convert.staging import staged_dir
+    from octojax.convert.staging import recover, staged_dir
     from octojax.model.config import ModelConfig
     from octojax.tokenizer import copy_tokenizer_files
 
     if args.direction == "import":
         out = args.out_dir
+        recover(out)  # a killed earlier publish: the old folder back before it is judged
         if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
             raise FileExistsError(f"{out}: exists and is not empty; pass --overwrite to replace it")
         cfg = ModelConfig.from_hf_json(args.hf_dir)
