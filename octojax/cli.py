@@ -7,6 +7,7 @@ Known errors (bad configs, missing or unreadable files, checkpoints that do not 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import json
 import sys
@@ -78,6 +79,11 @@ _INPUT_ERRORS = (
     ("octojax.generate.generator", "PromptTooLong"),
     ("octojax.train.checkpointing", "CheckpointSaveError"),
     ("beam_pipelines.run_lock", "FolderLocked"),
+)
+
+# OSErrors a user meets and fixes (full disk or quota, read-only or unwritable folder): one line.
+USER_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 )
 
 # Packages the core install (`pip install octojax`) lacks, by top-level module: the extra with them.
@@ -170,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except known_errors() as e:
         if args.debug:
+            raise
+        print(f"octojax {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the machine's state, not a bug: disk full, read-only, no permission
+        if args.debug or e.errno not in USER_ERRNOS:
             raise
         print(f"octojax {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2

@@ -167,3 +167,33 @@ def test_a_refused_resume_leaves_the_run_dir_unchanged(tmp_path):
     proc = train(changed, "model.n_head=4")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert snapshot(run) == before
+
+
+def _mount_tmpfs(path: Path, options: str) -> None:
+    path.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                          capture_output=True, text=True)  # fmt: skip
+    if proc.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()})")
+
+
+def test_read_only_run_dir_and_full_disk_export_are_one_line(tmp_path):
+    """The machine's state, not a bug: one line naming the path and the reason, exit 2."""
+    read_only, full = tmp_path / "ro", tmp_path / "full"
+    _mount_tmpfs(read_only, "ro,size=64k")
+    _mount_tmpfs(full, "size=48k")
+    try:
+        proc = train(write_config(tmp_path / "c.yaml", read_only / "run"))
+        assert proc.returncode == 2 and "Read-only file system" in first_error_line(proc), (
+            proc.stderr[-2000:]
+        )
+        assert "Traceback" not in proc.stderr
+        run = tmp_path / "run"
+        assert train(write_config(tmp_path / "ok.yaml", run)).returncode == 0
+        export = octojax("convert", "export", str(run), str(full / "hf"))
+        line = first_error_line(export)
+        assert export.returncode == 2 and "No space left on device" in line, export.stderr[-2000:]
+        assert "Traceback" not in export.stderr
+    finally:
+        for mount in (read_only, full):
+            subprocess.run(["umount", "-l", str(mount)], check=False)
