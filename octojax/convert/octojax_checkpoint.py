@@ -94,12 +94,15 @@ def load_params(
         except Exception as e:  # orbax/tensorstore raise many types for damaged files
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
             failures.append(f"{params_dir}: {type(e).__name__}: {first}")
-            log.warning(
+            log.info(  # the one line users see is printed below, once a step restores
                 "cannot restore %s (%s); trying an older step if there is one", params_dir, first
             )
             continue
         if failures:
-            print(f"[octojax] {len(failures)} newer checkpoint(s) unreadable; using {params_dir}")
+            print(
+                f"[octojax] {len(failures)} newer checkpoint(s) unreadable ({failures[0]}); "
+                f"using {params_dir}"
+            )
         return cfg, params
     raise UnreadableCheckpoint(f"{path}: no readable parameters ({'; '.join(failures)})")
 
