@@ -58,6 +58,7 @@ from beam_pipelines.publish import (  # noqa: E402
     publish,
     recover_interrupted,
 )
+from beam_pipelines.run_lock import FolderLocked, RunLock  # noqa: E402
 from beam_pipelines.sinks import (  # noqa: E402
     DEADLETTER_DIR,
     DEFAULT_RECORDS_PER_SHARD,
@@ -384,6 +385,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = expand_revs(sys.argv[1:] if argv is None else list(argv))
     args, beam_args = parser.parse_known_args(argv)
     validate_args(parser, args)
+    if "://" in args.output:  # remote outputs: no file lock (publish is per file there)
+        return _checked_run(args, beam_args)
+    try:
+        with RunLock(args.output, f"CommitPack pipeline ({args.output})", beside=True):
+            return _checked_run(args, beam_args)
+    except FolderLocked as e:
+        return _error(str(e))
+
+
+def _checked_run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    """Recover a killed publish, check the output and inputs, run (under the output's lock)."""
     recover_interrupted(args.output)  # a killed publish: the old or new dataset again
     refusal = refuse_existing_output(args.output, args.overwrite)
     if refusal:

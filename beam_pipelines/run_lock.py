@@ -28,15 +28,21 @@ class FolderLocked(RuntimeError):
 class RunLock:
     """`with RunLock(folder, "octojax train"):` or `acquire()` / `release()`."""
 
-    def __init__(self, folder: str | os.PathLike, what: str):
+    def __init__(self, folder: str | os.PathLike, what: str, *, beside: bool = False):
+        """beside: the lock file is `.<name>.lock` next to the folder, for a folder that is
+        itself swapped whole when published (beam_pipelines/atomic_publish.py)."""
         self.folder, self.what = Path(folder), what
-        self.path = self.folder / LOCK_NAME
+        self.path = (
+            self.folder.parent / f".{self.folder.name}{LOCK_NAME}"
+            if beside
+            else self.folder / LOCK_NAME
+        )
         self._fd: int | None = None
         self.took_over: dict | None = None  # the dead holder whose lock this one took over
 
     def acquire(self) -> RunLock:
         """Take the lock or raise FolderLocked naming its holder; says whose stale lock it took."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -76,3 +76,18 @@ def test_train_and_run_on_a_folder_in_use_are_refused_in_one_line(holder, tmp_pa
     assert run.returncode == 2, run.stderr[-2000:]
     assert f"in use by the holder (PID {proc.pid}" in first_error_line(run)
     assert not (folder / "tokenizer").exists()
+
+
+def test_commitpack_output_in_use_is_refused(tmp_path):
+    """The lock of a dataset folder sits beside it (the folder itself is swapped when published)."""
+    output = tmp_path / "dataset"
+    with RunLock(output, "the holder", beside=True):
+        proc = subprocess.run(
+            [sys.executable, "-m", "beam_pipelines.commitpack", "--source", "git", "--repos",
+             str(tmp_path), "--output", str(output), "--stage", "commitpack"],
+            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"in use by the holder (PID {os.getpid()}" in proc.stderr
+    assert not output.exists()
