@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.records import commitpackft_records
 
 from beam_pipelines.records import write_tfrecord
-from beam_pipelines.schema import FIELDS
 from octojax.cli import _INPUT_ERRORS, OPTIONAL_MODULES, known_errors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,21 +95,6 @@ def instruction_rows(n: int = 40) -> list[dict[str, str]]:
     ]
 
 
-def commit_records(n: int = 8) -> list[dict[str, str]]:
-    """CommitPackFT records (every schema field a str) for one small TFRecord shard."""
-    records = []
-    for i in range(n):
-        record = {field: f"{field} {i}" for field in FIELDS}
-        record.update(
-            old_contents=f"def f():\n    return {i}\n",
-            new_contents=f"def f():\n    return {i + 1}\n",
-            subject=f"Return {i + 1}",
-            lang="Python",
-        )
-        records.append(record)
-    return records
-
-
 def write_run(root: Path) -> Path:
     """JSONL + TFRecord sources, a small BPE tokenizer and a 2-step config; returns the config."""
     from octojax.tokenizer import train_bpe_tokenizer
@@ -119,7 +104,7 @@ def write_run(root: Path) -> Path:
     jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows))
     shards = root / "commitpackft"
     shards.mkdir()
-    write_tfrecord(shards / "python-00000.tfrecord", commit_records())
+    write_tfrecord(shards / "python-00000.tfrecord", commitpackft_records(8))
     texts = [f"Question: {r['prompt']}\n\nAnswer: {r['completion']}" for r in rows]
     train_bpe_tokenizer(texts, root / "tokenizer", vocab_size=300)
     cfg = {

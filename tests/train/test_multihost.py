@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 from helpers.multihost import Job, process_env, wait_for
+from helpers.records import commitpackft_records
 
 from beam_pipelines.records import write_tfrecord
 from octojax.train.trainer import EXIT_PEER_LOST, EXIT_PREEMPTED
@@ -24,23 +25,6 @@ from octojax.train.trainer import EXIT_PEER_LOST, EXIT_PREEMPTED
 pytestmark = pytest.mark.slow
 
 STEPS = 6
-
-
-def _records(shard: int, n: int = 12) -> list[dict[str, str]]:
-    from beam_pipelines.schema import FIELDS
-
-    out = []
-    for i in range(n):
-        k = shard * n + i
-        record = {field: f"{field} {k}" for field in FIELDS}
-        record.update(
-            old_contents=f"def f{k}(x):\n    return x + {k}\n",
-            new_contents=f"def f{k}(x):\n    return x * {k + 1}\n",
-            subject=f"Multiply by {k + 1} in f{k}",
-            lang="Python",
-        )
-        out.append(record)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +37,7 @@ def dataset(tmp_path_factory) -> dict:
     (shards / "python").mkdir(parents=True)
     texts = []
     for s in range(4):
-        records = _records(s)
+        records = commitpackft_records(12, start=12 * s)
         write_tfrecord(shards / "python" / f"train-{s:05d}.tfrecord", records)
         texts += [r["old_contents"] + r["subject"] + r["new_contents"] for r in records]
     train_bpe_tokenizer(texts, root / "tokenizer", vocab_size=300)
