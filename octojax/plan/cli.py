@@ -51,20 +51,40 @@ def format_plan(p: MemoryPlan, kv: int | None = None, kv_shape: tuple[int, int] 
     return "\n".join(head + rows + [f"note: {n}" for n in p.notes])
 
 
+def _at_least_one(text: str) -> int:
+    """argparse type: an integer >= 1 (0 devices or a 0-token sequence is no plan)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a share of memory in (0, 1]."""
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="per-device memory of a training config; does it fit?")
     p.add_argument("--config", required=True, help="YAML training config (see configs/)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. model.remat=full")
     p.add_argument("--device", help=f"{'/'.join(DEVICES)}[-N] (TPU slice names: v4-32 = 16 chips)")
-    p.add_argument("--devices", type=int, help="number of chips (default: from --device-N, else 8)")
+    p.add_argument(
+        "--devices", type=_at_least_one, help="number of chips (default: from --device-N, else 8)"
+    )
     p.add_argument("--device-memory", help="memory per device, e.g. 16GiB (default: --device's)")
     p.add_argument(
         "--platform", choices=["tpu", "gpu", "cpu"], help="default: --device's, else cpu"
     )
-    p.add_argument("--usable", type=float, default=DEFAULT_USABLE, help="usable part of memory")
-    p.add_argument("--seq-len", type=int, help="default: data.seq_len, else 2048")
-    p.add_argument("--generate-batch", type=int, default=32, help="KV cache line: batch")
-    p.add_argument("--generate-length", type=int, default=2048, help="KV cache line: length")
+    p.add_argument("--usable", type=_fraction, default=DEFAULT_USABLE, help="usable part of memory")
+    p.add_argument("--seq-len", type=_at_least_one, help="default: data.seq_len, else 2048")
+    p.add_argument("--generate-batch", type=_at_least_one, default=32, help="KV cache line: batch")
+    p.add_argument(
+        "--generate-length", type=_at_least_one, default=2048, help="KV cache line: length"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=run)
 
