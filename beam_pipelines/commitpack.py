@@ -387,11 +387,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     validate_args(parser, args)
     if "://" in args.output:  # remote outputs: no file lock (publish is per file there)
         return _checked_run(args, beam_args)
+    held = _HeldRunnerErrors()  # Beam logs a worker's exception before it reaches us
     try:
-        with RunLock(args.output, f"CommitPack pipeline ({args.output})", beside=True):
+        with RunLock(args.output, f"CommitPack pipeline ({args.output})", beside=True), held:
             return _checked_run(args, beam_args)
     except FolderLocked as e:
         return _error(str(e))
+    except Exception as e:  # Beam wraps a worker's OSError in its own types
+        reason = _storage_reason(e)
+        if reason is None:
+            held.replay()
+            raise
+        return _error(f"{args.output}: {reason}; the output is left as it was")
+
+
+class _HeldRunnerErrors(logging.Handler):
+    """Holds the runner's error logs (with their tracebacks) during a run: replayed when the run
+    fails for a reason of its own, dropped when the one-line storage error says it all."""
+
+    LOGGER = "apache_beam.runners"
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> _HeldRunnerErrors:
+        logger = logging.getLogger(self.LOGGER)
+        self._propagate, logger.propagate = logger.propagate, False
+        logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logger = logging.getLogger(self.LOGGER)
+        logger.removeHandler(self)
+        logger.propagate = self._propagate
+
+    def replay(self) -> None:
+        for record in self.records:
+            logging.getLogger(record.name).handle(record)
+
+
+# Errors of the machine (full disk, read-only or unwritable storage), not of the pipeline.
+_STORAGE_REASONS = ("No space left on device", "Read-only file system", "Permission denied",
+                    "Disk quota exceeded")  # fmt: skip
+
+
+def _storage_reason(error: BaseException) -> str | None:
+    """The storage problem inside an error raised by a run, or None for any other error."""
+    text = f"{error}"
+    return next((reason for reason in _STORAGE_REASONS if reason in text), None)
 
 
 def _checked_run(args: argparse.Namespace, beam_args: list[str]) -> int:

@@ -163,3 +163,23 @@ def test_a_run_does_not_import_ipython(tmp_path, git_repo):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split()[-2:] == ["no-ipython", "0"]
+
+
+def test_a_full_disk_is_one_error_line(small_repo, tmp_path):
+    """The output on a nearly full filesystem: one `error:` line naming it, no traceback."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(disk)],
+                           capture_output=True, text=True)  # fmt: skip
+    if mount.returncode:
+        pytest.skip(f"cannot mount a tmpfs as a full disk here ({mount.stderr.strip()})")
+    try:
+        done = cli("--source", "git", "--repos", str(small_repo.path), "--output", str(disk / "o"))
+        assert done.returncode == 2, done.stderr[-3000:]
+        errors = [x for x in done.stderr.splitlines() if x.startswith("error:")]
+        assert errors == [f"error: {disk / 'o'}: No space left on device; the output is left as "
+                          "it was"], done.stderr[-3000:]  # fmt: skip
+        assert "Traceback" not in done.stderr  # Beam's own error log is held back
+        assert not (disk / "o").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
