@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from eval.execution import (
     check_toolchains,
     run_programs,
 )
+from eval.execution.executors import Executor
 from eval.execution.sandbox import bwrap_usable
 from eval.execution.toolchains import missing_for
 from eval.programs import assemble_program
@@ -73,8 +73,28 @@ def test_check_toolchains_names_what_is_missing(monkeypatch):
         check_toolchains(["js"])
 
 
+@pytest.fixture
+def executed(monkeypatch) -> dict[str, list[str]]:
+    """What the real executors did: the languages prepared and the program keys run (the
+    methods still run; they are only counted, as the runner exposes no counts itself)."""
+    calls: dict[str, list[str]] = {"prepare": [], "run": []}
+    real_prepare, real_run = Executor.prepare, Executor.run
+
+    def prepare(self):
+        calls["prepare"].append(self.language.name)
+        return real_prepare(self)
+
+    def run(self, program, slot):
+        calls["run"].append(program.key)  # list.append: safe from the worker threads
+        return real_run(self, program, slot)
+
+    monkeypatch.setattr(Executor, "prepare", prepare)
+    monkeypatch.setattr(Executor, "run", run)
+    return calls
+
+
 @pytest.mark.toolchains
-def test_results_in_order_and_cache_makes_rescoring_free(tmp_path):
+def test_results_in_order_and_cache_makes_rescoring_free(tmp_path, executed):
     if missing_for("python") or missing_for("js"):
         pytest.skip("toolchains missing: bash eval/setup_toolchains.sh")
     programs = [
@@ -89,9 +109,13 @@ def test_results_in_order_and_cache_makes_rescoring_free(tmp_path):
     assert [r.key for r in first] == ["a", "b", "c", "d", "e"]
     assert [r.passed for r in first] == [True, False, False, False, False]
     assert "Assertion failed" in first[1].detail and "boom" in first[2].detail
-    start = time.monotonic()
+    assert sorted(executed["run"]) == ["a", "b", "c", "d", "e"]
+    assert sorted(executed["prepare"]) == ["js", "python"]
+    executed["run"].clear()
+    executed["prepare"].clear()
     again = run_programs(programs, cache_dir=tmp_path, settings=settings, progress=False)
-    assert time.monotonic() - start < 1.0
+    # free: no program ran and no executor (toolchain, warm helper) was even started
+    assert executed == {"prepare": [], "run": []}
     assert all(r.cached for r in again) and [r.passed for r in again] == [r.passed for r in first]
     changed = run_programs(
         [Program("python", "assert 2 > 1\n", "a2")],
@@ -100,3 +124,4 @@ def test_results_in_order_and_cache_makes_rescoring_free(tmp_path):
         progress=False,
     )
     assert not changed[0].cached and changed[0].passed
+    assert executed == {"prepare": ["python"], "run": ["a2"]}

@@ -117,12 +117,3 @@ class Job:
         f.flush()
         f.seek(0)
         return f.read()
-
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.05) -> None:
-    """Poll until predicate() is true (a file appeared, a step was logged)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(poll)

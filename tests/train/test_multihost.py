@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers.multihost import Job, process_env, wait_for
+from helpers.multihost import Job, process_env
 from helpers.records import commitpackft_records
+from helpers.waiting import wait_for
 
 from beam_pipelines.records import write_tfrecord
 from octojax.train.trainer import EXIT_PEER_LOST, EXIT_PREEMPTED
