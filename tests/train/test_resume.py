@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -13,12 +12,16 @@ import numpy as np
 import pytest
 import yaml
 from helpers.train_helpers import data, small_config
+from helpers.waiting import wait_for
 
-from octojax.train import Trainer
 from octojax.mesh import build_mesh
+from octojax.train import Trainer
 from octojax.train.metrics import read_metrics
 
 STEPS = 300
+# Deadlines for a hang only (start-up, compile and a few steps take seconds on an idle machine):
+# the tests wait on events (a checkpoint, a logged step, the exit) and never on a fixed time.
+HANG_S = 900
 
 
 def _write_config(run_dir: Path, steps: int = STEPS, every: int = 25, warmup: int = 10) -> Path:
@@ -64,16 +67,35 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in read_metrics(run_dir)}  # a re-run step overwrites
 
 
-def _wait_for_checkpoint(ckpt_dir: Path, proc: subprocess.Popen, timeout: float = 300) -> int:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        done = [int(p.name) for p in ckpt_dir.glob("*") if p.name.isdigit()]
-        if done:
-            return max(done)
-        if proc.poll() is not None:
-            raise AssertionError(f"training exited early: {proc.stdout.read()}")
-        time.sleep(0.05)
-    raise AssertionError("no checkpoint appeared")
+def _start(config: Path, log: Path) -> subprocess.Popen:
+    """Training in the background, its output to a file (a pipe nobody reads could fill up
+    and stop it)."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            _train_cmd(config), env=_env(), stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def _running(proc: subprocess.Popen, log: Path) -> None:
+    """Fail at once, with its output, if the training has exited."""
+    if proc.poll() is not None:
+        raise AssertionError(
+            f"training exited early ({proc.returncode}): {log.read_text()[-3000:]}"
+        )
+
+
+def _wait_for_checkpoint(ckpt_dir: Path, proc: subprocess.Popen, log: Path) -> int:
+    """Wait for a finished checkpoint (a step-numbered dir: written in a temporary one, then
+    renamed); the latest step saved."""
+
+    def saved() -> list[int]:
+        _running(proc, log)
+        return [int(p.name) for p in ckpt_dir.glob("*") if p.name.isdigit()]
+
+    steps = wait_for(
+        saved, HANG_S, f"a checkpoint in {ckpt_dir}", detail=lambda: log.read_text()[-3000:]
+    )
+    return max(steps)
 
 
 @pytest.mark.slow
@@ -84,10 +106,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_loss_sequence(tmp_path):
     assert ref.returncode == 0, ref.stderr[-3000:]
 
     config = _write_config(tmp_path / "killed")
-    proc = subprocess.Popen(
-        _train_cmd(config), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    saved = _wait_for_checkpoint(tmp_path / "killed" / "checkpoints", proc)
+    log = tmp_path / "killed.log"
+    proc = _start(config, log)
+    saved = _wait_for_checkpoint(tmp_path / "killed" / "checkpoints", proc, log)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     logged = max(_losses(tmp_path / "killed"))
@@ -107,16 +128,24 @@ def test_signal_saves_and_a_rerun_finishes(tmp_path, signum, code):
     # warm-up 2 < the >= 5 steps saved: the rerun (saved + 3 steps) is valid however fast the
     # machine is (with warm-up 10 it was refused whenever the save landed before step 8)
     config = _write_config(tmp_path / "run", steps=100000, every=100000, warmup=2)
-    proc = subprocess.Popen(
-        _train_cmd(config), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    log = tmp_path / "run.log"
+    proc = _start(config, log)
     metrics = tmp_path / "run" / "metrics.jsonl"
-    deadline = time.time() + 300
-    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 5):
-        assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.05)
+
+    def logged_five() -> bool:
+        _running(proc, log)
+        return metrics.exists() and len(metrics.read_text().splitlines()) >= 5
+
+    wait_for(logged_five, HANG_S, f"5 steps in {metrics}", detail=lambda: log.read_text()[-3000:])
     proc.send_signal(signum)
-    out, _ = proc.communicate(timeout=120)
+    try:
+        proc.wait(timeout=HANG_S)  # the save, then the exit
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(
+            f"no exit {HANG_S} s after {signum!r}: {log.read_text()[-3000:]}"
+        ) from None
+    out = log.read_text()
     assert proc.returncode == code, out[-2000:]
     assert f"{signal.Signals(signum).name}: saving step" in out
     assert "Traceback" not in out
