@@ -1,16 +1,25 @@
-"""`octojax run`: the README's main job on its embedded default, and resumption after a kill."""
+"""`octojax run`: the README's main job on its embedded default, and resumption after a kill.
+
+Nothing here asserts on wall-clock time, which depends on what else the machine runs: the main
+job's budget is checked in CPU time, and the waits are on events with deadlines for hangs only.
+"""
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from helpers.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
+# The main job's budget: 10 minutes on 2 cores, i.e. at most 2 x 600 CPU-seconds. CPU time is
+# charged only while the job runs, so other work on the machine does not count against it.
+BUDGET_CPU_S = 2 * 600
+HANG_S = 1800  # a deadline for a hang only: 7 times the main job's time on an idle machine
 
 
 def _env():
@@ -26,13 +35,21 @@ def _run(args, cwd, **kw):
                           capture_output=True, text=True, **kw)  # fmt: skip
 
 
+def _children_cpu_s() -> float:
+    """CPU-seconds (user + system) of this process's finished children and their descendants."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(HANG_S + 300)
 def test_main_job_on_the_embedded_default(tmp_path, humanevalpack_dir, instruct_mix):
     """Exactly the README's main-job command, in a fresh directory."""
-    t0 = time.time()
-    proc = _run([], cwd=tmp_path, timeout=900)
+    cpu_before = _children_cpu_s()
+    proc = _run([], cwd=tmp_path, timeout=HANG_S)
+    cpu_s = _children_cpu_s() - cpu_before
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    seconds = time.time() - t0
+    print(f"main job: {cpu_s:.0f} CPU-seconds")
     run = tmp_path / "runs" / "octopack"
     for stage in ("tokenizer", "commitpack", "train", "evaluate", "report"):
         assert (run / stage / ".done.json").exists(), stage
@@ -56,24 +73,30 @@ def test_main_job_on_the_embedded_default(tmp_path, humanevalpack_dir, instruct_
     md = (run / "report" / "report.md").read_text()
     assert "| Fix | octojax-smoke |" in md and "| Synthesize | octojax-smoke |" in md
     assert "# octojax run report" in proc.stdout  # printed to the terminal too
-    assert seconds < 600, f"the main job took {seconds:.0f}s (budget: 10 minutes on 2 cores)"
+    assert 0 < cpu_s < BUDGET_CPU_S, (
+        f"the main job used {cpu_s:.0f} CPU-seconds (budget: 10 minutes on 2 cores, "
+        f"{BUDGET_CPU_S} CPU-seconds)"
+    )
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(HANG_S + 300)
 def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path, humanevalpack_dir):
     small = ["train.train.steps=60", "train.checkpoint.every=10", "train.log.every=1",
              "evaluate.limit=4", "evaluate.languages=[python]", "evaluate.tasks=[humanevalsynthesize]",
              "evaluate.sampling.max_new_tokens=16", "commitpack.repos=[demo]"]  # fmt: skip
     cmd = [sys.executable, "-m", "octojax", "run", *small]
-    proc = subprocess.Popen(
-        cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    log = tmp_path / "first.log"  # a file, not a pipe: an unread pipe could fill and stop the run
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=out, stderr=subprocess.STDOUT)
     ckpts = tmp_path / "runs" / "octopack" / "train" / "checkpoints"
-    deadline = time.time() + 600
-    while not any(p.name.isdigit() and int(p.name) >= 20 for p in ckpts.glob("*")):
-        assert proc.poll() is None, proc.stdout.read()[-3000:]
-        assert time.time() < deadline
-        time.sleep(0.1)
+
+    def step_20_saved() -> bool:
+        assert proc.poll() is None, f"the run ended early: {log.read_text()[-3000:]}"
+        return any(p.name.isdigit() and int(p.name) >= 20 for p in ckpts.glob("*"))
+
+    wait_for(step_20_saved, HANG_S, f"the step-20 checkpoint in {ckpts}",
+             detail=lambda: log.read_text()[-3000:])  # fmt: skip
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     run = tmp_path / "runs" / "octopack"
@@ -83,7 +106,7 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path, human
     commitpack_marker = (run / "commitpack" / ".done.json").read_text()
 
     again = subprocess.run(
-        cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900
+        cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=HANG_S
     )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "tokenizer: done earlier" in again.stdout and "commitpack: done earlier" in again.stdout
@@ -92,7 +115,7 @@ def test_interrupted_run_resumes_without_redoing_finished_stages(tmp_path, human
     assert (run / "report" / "report.md").exists()
 
     third = subprocess.run(
-        cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
+        cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=HANG_S
     )
     assert third.returncode == 0
     for stage in ("tokenizer", "commitpack", "train", "evaluate"):
