@@ -135,12 +135,12 @@ class Trainer:
 
     def _run(self, data: BatchIterator) -> TrainResult:
         with use_rules(self.rules):
+            self._check_shared_checkpoint_dir()  # before orbax meets the folder on every host
             ckpt = self._checkpointer()
             ts = self._initial_state()
             start, rng = self._restore(ckpt, ts, data)
-            # only now, with every check of a resume passed, does the run dir change
+            # only now, with every check of a resume passed, do the run files change
             self._write_run_files(ckpt)
-            self._check_shared_checkpoint_dir()
             step_fn = self._compile_step(ts)
             try:
                 step, losses = self._loop(ts, step_fn, data, ckpt, start, rng)

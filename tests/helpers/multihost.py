@@ -65,6 +65,7 @@ class Job:
                 subprocess.Popen(
                     cmd,
                     env=process_env(self.devices),
+                    cwd=self.cwds[i],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     text=True,
