@@ -8,28 +8,29 @@ is just a segment-id array. `impl`:
 - "cudnn": the cuDNN fused kernel (GPU, bf16/fp16); an error if it cannot run.
 - "splash": the Pallas splash kernel (octojax/model/splash.py) for self-attention; interpret mode
   off TPU. Calls that attend to a KV cache use XLA (the kernel has no cache).
-- "auto": splash on TPU, cuDNN on GPU where dtype and shape allow, XLA otherwise. Each reason for
+- "auto": splash on TPU, cuDNN on GPU where dtype and shape allow, XLA otherwise. The platform is
+  the one of the mesh being traced for (`jax.set_mesh`; a TPU slice compiled from a CPU host is
+  TPU), else jax's default backend: see splash.target_platform. Each reason for
   falling back to XLA is logged once (logger "octojax.model.attention").
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import jax
 import jax.numpy as jnp
 
 from octojax.model.config import ATTENTION_IMPLS
-from octojax.model.splash import splash_attention
+from octojax.model.splash import splash_attention, target_platform
 
 logger = logging.getLogger(__name__)
 _logged: set[str] = set()
 
 
-@functools.cache
 def _default_backend() -> str:
-    return jax.default_backend()
+    """The platform attention is traced for: the mesh's devices' (splash.target_platform)."""
+    return target_platform()
 
 
 def _log_once(message: str) -> None:

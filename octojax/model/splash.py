@@ -7,7 +7,9 @@ over the batch and, when a mesh is set, run it under `jax.shard_map`: rows over 
 query heads over "tensor" (the single K/V head of multi-query attention is replicated), exactly the
 layout octojax/sharding.py gives the activations, so no resharding happens around the kernel.
 
-Off TPU the kernel runs in Pallas interpret mode (slow; for tests). The kernel needs the sequence
+Off TPU the kernel runs in Pallas interpret mode (slow; for tests). "On TPU" means the devices of
+the mesh being traced for (`jax.set_mesh`), so a step compiled for a TPU slice from a CPU host
+gets the real Mosaic kernel; without a mesh, jax's default backend. The kernel needs the sequence
 to be a multiple of 128: shorter or ragged sequences are padded at the end and the padding is sliced
 off again. Padded queries come after every real key and the mask is causal, so no real query ever
 sees a padded key and the sliced-off outputs carry no gradient.
@@ -15,6 +17,7 @@ sees a padded key and the sliced-off outputs carry no gradient.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 
 import jax
@@ -26,6 +29,13 @@ from octojax.sharding import logical_to_spec, spec_for_shape
 
 LANES = 128  # the kernel's sequence blocks must be multiples of this
 _BLOCKS = (512, 256, 128)  # largest that divides the (padded) sequence is used
+
+
+def target_platform() -> str:
+    """The platform a trace is for: that of the mesh set with `jax.set_mesh` (its devices may
+    be a TPU slice described by libtpu on a CPU host), else jax's default backend."""
+    device = getattr(jax.sharding.get_abstract_mesh(), "abstract_device", None)
+    return device.platform if device is not None else jax.default_backend()
 
 
 def _block_sizes(T: int) -> sa.BlockSizes:
@@ -49,15 +59,18 @@ def _kernel(n_heads: int, T: int, multi_query: bool, interpret: bool) -> sa.Spla
     mask's block tables costs numpy work at every trace otherwise)."""
     mask = sa.MultiHeadMask([sa.CausalMask((T, T)) for _ in range(n_heads)])
     make = sa.make_splash_mqa if multi_query else sa.make_splash_mha
-    # concrete arrays even when first called inside a trace, so the cached kernel holds no tracers
-    with jax.ensure_compile_time_eval():
-        return make(
+    # Built in a fresh thread: trace and mesh contexts are thread-local, so the mask tables are
+    # concrete arrays on the default device even when first called inside a trace (the cached
+    # kernel holds no tracers) and never land on a mesh of compile-only TPU devices.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(
+            make,
             mask,
             block_sizes=_block_sizes(T),
             head_shards=1,
             q_seq_shards=1,
             interpret=interpret,
-        )
+        ).result()
 
 
 def _local_splash(
@@ -100,10 +113,10 @@ def splash_attention(
     """Causal self-attention softmax(q k^T / sqrt(H)) v within segments, via the splash kernel.
 
     segment_ids_BT None means one segment per row (plain causal). interpret None: interpret
-    mode everywhere but TPU. Under a mesh set with `jax.set_mesh`, runs per shard (shard_map).
+    mode unless the target platform (target_platform()) is TPU. Under a mesh set with `jax.set_mesh`, runs per shard (shard_map).
     """
     if interpret is None:
-        interpret = jax.default_backend() != "tpu"
+        interpret = target_platform() != "tpu"
     K, N = k_BTKH.shape[2], q_BTNH.shape[2]
     if N % K:
         raise ValueError(f"query heads ({N}) must be a multiple of key/value heads ({K})")

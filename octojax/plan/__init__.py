@@ -2,13 +2,26 @@
 
     octojax plan --config configs/octocoder.yaml --device v5e-64
     octojax plan --config X.yaml [key=value ...] --devices 8 --device-memory 80GiB [--json]
+    octojax plan --config configs/octocoder.yaml --device v5e-64 --compile [all] [--json]
 
 One module per concern:
 
-- `devices.py`: the accelerator table (HBM per chip, how slice names count chips), sizes parsing.
+- `devices.py`: the chip table (HBM, peak bf16 FLOP/s, HBM bandwidth, jax device kinds), slice
+  names and TPU topologies, sizes parsing. No jax.
 - `estimate.py`: the formula model, nothing compiled and no device needed (a plan for 64 TPU
-  chips runs on a laptop CPU): state, activations, loss and backward peaks -> `MemoryPlan`.
-- `measure.py`: the compiler's figures, `memory_analysis()` of the real step compiled on local
-  devices, which tests/train/test_plan.py compares with the estimate.
-- `cli.py`: the subcommand's flags, the table and the JSON it prints.
+  chips runs on a laptop CPU): state, activations, loss and backward peaks -> `MemoryPlan`;
+  generation's bytes.
+- `measure.py` / `measure_generate.py`: the real train step / generation programs compiled from
+  abstract inputs for any devices (local, or a TPU slice's from libtpu); `memory_analysis()`.
+- `tpu.py`: libtpu's compile-only devices of a slice; a quiet start without TPUs.
+- `hlo_cost.py`: loop trip counts for `cost_analysis()`; `roofline.py`: step time, tokens/s, MFU.
+- `compiled.py`, `compile_cli.py`: what `--compile` reports; `cli.py`: flags, table, JSON.
+
+Importing this package (every `octojax` command does, through the CLI parser) runs
+`tpu.quiet_cpu_start()`: with libtpu installed on a host without TPU chips, jax is kept on the
+CPU it would fall back to anyway, without libtpu's start-up warnings.
 """
+
+from octojax.plan.tpu import quiet_cpu_start
+
+quiet_cpu_start()

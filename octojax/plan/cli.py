@@ -81,19 +81,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--usable", type=_fraction, default=DEFAULT_USABLE, help="usable part of memory")
     p.add_argument("--seq-len", type=_at_least_one, help="default: data.seq_len, else 2048")
-    p.add_argument("--generate-batch", type=_at_least_one, default=32, help="KV cache line: batch")
-    p.add_argument(
-        "--generate-length", type=_at_least_one, default=2048, help="KV cache line: length"
+    g = p.add_argument_group("generation (KV cache line; with --compile: the compiled programs)")
+    g.add_argument("--generate-batch", type=_at_least_one, default=32, help="slots (rows)")
+    g.add_argument(
+        "--generate-length", type=_at_least_one, default=2048, help="cache columns (prompt + new)"
     )
+    g.add_argument(
+        "--generate-prompt", type=_at_least_one, help="prefill length (default: half the length)"
+    )
+    g.add_argument(
+        "--generate-mesh", default="tensor=-1", help="one host's generation mesh (--compile)"
+    )
+    c = p.add_argument_group("TPU compiler (needs libtpu: pip install 'octojax[tpu]'; no TPU)")
+    c.add_argument(
+        "--compile",
+        nargs="?",
+        const="train",
+        choices=["train", "generate", "all"],
+        help="compile for the TPU slice of --device/--topology: the train step (default), "
+        "generation's prefill + decode chunk, or all; exit 3 when it does not fit",
+    )
+    c.add_argument("--topology", help="TPU topology instead of a slice name, e.g. v5e:8x8")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """`octojax plan`: print the plan, the largest micro-batch that fits and the KV cache."""
+    """`octojax plan`: print the plan, the largest micro-batch that fits and the KV cache; with
+    --compile, the TPU compiler's figures (octojax/plan/compile_cli.py)."""
     from octojax.train.config import load_config
 
     cfg = load_config(args.config, args.overrides)
+    if args.compile or args.topology:
+        from octojax.plan.compile_cli import run_compiled
+
+        return run_compiled(args, cfg)
     memory, platform, chips = None, args.platform or "cpu", None
     if args.device:
         memory, dev_platform, chips = parse_device(args.device)

@@ -400,3 +400,35 @@ def largest_micro_batch(cfg: TrainConfig, n_devices: int, **kwargs: Any) -> Memo
         if candidate.fits:  # no early stop: micro = global batch drops the accumulation buffers
             best = candidate
     return best
+
+
+def generation_bytes(model: ModelConfig, mesh: AbstractMesh, rules, shape) -> dict[str, int]:
+    """Per-device bytes of generation (octojax/generate/decode.py) with `shape.slots` rows of
+    `shape.length` cache columns and prefills of `shape.prompt` tokens, on a one-host mesh:
+    parameters (split by the rules table), the slots' KV cache, and the larger working set of
+    a decode step (fp32 logits of every slot, sorted for top-p, and one layer's weights
+    gathered over fsdp) or of a prefill (one prompt's activations, fp32 attention scores and
+    its K/V)."""
+    from octojax.model.gptbigcode import param_logical_axes, param_shapes
+
+    shapes, axes = param_shapes(model), param_logical_axes(model)
+    params = _tree_bytes(shapes, _divisors(axes, shapes, mesh, rules))
+    e = jnp.dtype(model.dtype).itemsize
+    B, T = shape.slots, shape.prompt
+    cache = kv_cache_bytes(model, B, shape.length, mesh, rules)
+    rows = per_device(("batch",), (B,), mesh, rules)
+    vocab = per_device(("act_vocab",), (model.vocab_size,), mesh, rules)
+    gathered = _gathered_mesh(mesh, rules)
+    layer = _tree_bytes(shapes["blocks"], _divisors(axes["blocks"], shapes["blocks"], gathered,
+                                                    rules)) // model.n_layer  # fmt: skip
+    fsdp = mesh.shape["fsdp"] > 1
+    decode = 4 * 4 * rows * model.vocab_size + 4 * rows * vocab + (2 * layer if fsdp else 0)
+    heads = per_device(("act_heads",), (model.n_head,), mesh, rules)
+    mlp = per_device(("act_mlp",), (model.mlp_dim,), mesh, rules)
+    kv = 2 * model.n_layer * T * model.kv_heads * model.head_dim * e
+    prefill = kv + (e + 4) * heads * T * T + e * T * (4 * model.n_embd + 2 * mlp) + 4 * vocab
+    return {
+        "params": params,
+        "KV cache": cache,
+        "decode peak" if decode >= prefill else "prefill peak": max(decode, prefill),
+    }

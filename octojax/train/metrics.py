@@ -8,18 +8,12 @@ from pathlib import Path
 import jax
 from tqdm import tqdm
 
-# Dense bf16 peak FLOP/s per device, by jax device_kind substring (vendor datasheets).
+from octojax.plan.devices import DEVICES, chip_for_device_kind
+
+# Dense bf16 peak TFLOP/s per device, by jax device_kind substring: a view of the chip table in
+# octojax/plan/devices.py (one place per fact; sources there).
 PEAK_TFLOPS = {
-    "H100": 989.0,
-    "H200": 989.0,
-    "A100": 312.0,
-    "L4": 121.0,
-    "TPU v4": 275.0,
-    "TPU v5 lite": 197.0,
-    "TPU v5e": 197.0,
-    "TPU v5p": 459.0,
-    "TPU v5": 459.0,
-    "TPU v6": 918.0,
+    kind: chip.peak_bf16_tflops for chip in DEVICES.values() for kind in chip.device_kinds
 }
 
 
@@ -27,11 +21,8 @@ def peak_tflops_per_device(override: float | None = None) -> float | None:
     """The chip's peak from the table (None on CPU or unknown chips, unless overridden)."""
     if override:
         return override
-    kind = jax.devices()[0].device_kind
-    for key, value in PEAK_TFLOPS.items():
-        if key.lower() in kind.lower():
-            return value
-    return None
+    chip = chip_for_device_kind(jax.devices()[0].device_kind)
+    return None if chip is None else chip.peak_bf16_tflops
 
 
 class MetricsLogger:

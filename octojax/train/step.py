@@ -34,6 +34,20 @@ class StepSpec:
     seed: int = 0  # dropout masks: a key from (seed, step, micro-batch)
 
 
+def step_spec(cfg, model_cfg, graphdef: nnx.GraphDef) -> StepSpec:
+    """The StepSpec of a TrainConfig's step (as the trainer builds it): micro-batch count, loss
+    chunking, LoRA scale and dropout, seed. cfg: octojax.train.config.TrainConfig."""
+    t, lora = cfg.train, cfg.lora
+    return StepSpec(
+        graphdef=graphdef,
+        lora_scale=lora.alpha / lora.rank if lora.enabled else None,
+        num_micro_batches=t.global_batch_size // (t.micro_batch_size or t.global_batch_size),
+        loss_chunk=t.loss_chunk,
+        lora_dropout=lora.dropout if lora.enabled else 0.0,
+        seed=t.seed,
+    )
+
+
 def token_losses(
     graphdef: nnx.GraphDef,
     params: dict,
