@@ -19,8 +19,8 @@ import jax
 import numpy as np
 import pytest
 
-from octojax.train import Trainer, config_from_dict
 from octojax.mesh import build_mesh
+from octojax.train import Trainer, config_from_dict
 from octojax.train.metrics import read_metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
