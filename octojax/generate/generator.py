@@ -104,7 +104,9 @@ class Generator:
         return cls(model, tok, mesh=mesh, distributed=distributed, rules=rules)
 
     @staticmethod
-    def _load(path, dtype, tokenizer, mesh):
+    def _load(
+        path: str | Path, dtype: str, tokenizer: str | Path | None, mesh: Mesh | None
+    ) -> tuple[GPTBigCode, object]:
         """(model, tokenizer) from a HF directory or octojax checkpoint, placed on `mesh`."""
         from octojax.convert.hf_checkpoint import load_hf_params
         from octojax.convert.octojax_checkpoint import (
