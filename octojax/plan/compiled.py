@@ -11,6 +11,7 @@ import dataclasses
 import re
 from typing import Any
 
+from octojax.config import ConfigError
 from octojax.plan.devices import GiB, TpuSlice
 from octojax.plan.estimate import MemoryPlan
 from octojax.plan.hlo_cost import hlo_cost
@@ -203,6 +204,13 @@ def compiled_train(cfg, target: TpuSlice, estimate: MemoryPlan, usable: float) -
     from octojax.plan.tpu import slice_devices
 
     t = cfg.train
+    shards = estimate.mesh["data"] * estimate.mesh["fsdp"]
+    if estimate.micro_batch % shards:
+        raise ConfigError(
+            f"micro-batch {estimate.micro_batch} of {estimate.seq_len}-token rows cannot be split "
+            f"over data x fsdp = {shards} chips of {target.name}: set mesh.tensor (fewer fsdp "
+            f"shards) or a global batch that is a multiple of {shards}"
+        )
     if estimate.micro_batch != (t.micro_batch_size or t.global_batch_size):
         train = t.model_copy(update={"micro_batch_size": estimate.micro_batch})
         cfg = cfg.model_copy(update={"train": train})
@@ -217,12 +225,16 @@ def compiled_train(cfg, target: TpuSlice, estimate: MemoryPlan, usable: float) -
                       "error": str(e)}, "attention_impl": None}  # fmt: skip
     fig = program_figures(program)
     v = verdict(fig, hbm, usable)
+    line = v.line()
+    if not v.fits:
+        name, size = max(estimate.lines.items(), key=lambda kv: kv[1])
+        line += f" (the estimate's largest line: {name} {size / GiB:.2f} GiB)"
     model, _ = plan_model_config(cfg)
     tokens = t.global_batch_size * estimate.seq_len
     rl = train_roofline(target, fig, tokens, model.flops_per_token(estimate.seq_len))
     note = disagreement(estimate, fig)
     return out | {
-        "fits": v.fits, "verdict": v.line(), "largest_term": v.largest and v.largest[0],
+        "fits": v.fits, "verdict": line, "largest_term": v.largest and v.largest[0],
         "attention_impl": fig["attention_impl"], "mesh": dict(mesh.shape),
         "micro_batch": estimate.micro_batch, "seq_len": estimate.seq_len,
         "compiled": {"total_bytes": fig["total"]} | fig, "roofline": rl.as_dict(),

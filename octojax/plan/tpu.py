@@ -45,13 +45,21 @@ def quiet_cpu_start() -> None:
 
         if jax.config.jax_platforms or xla_bridge.backends_are_initialized():
             return
-        if hardware_utils.num_available_tpu_chips_and_device_id()[0] > 0:
-            return
-        if hardware_utils.has_visible_nvidia_gpu():
+        if host_has_tpu() or hardware_utils.has_visible_nvidia_gpu():
             return
     except (ImportError, AttributeError):  # another jax layout: leave jax to choose
         return
     jax.config.update("jax_platforms", "cpu")
+
+
+def host_has_tpu() -> bool:
+    """Whether this host has TPU chips (PCI vendor scan, as jax does); True when unsure."""
+    try:
+        from jax._src import hardware_utils
+
+        return hardware_utils.num_available_tpu_chips_and_device_id()[0] > 0
+    except (ImportError, AttributeError):
+        return True
 
 
 @contextlib.contextmanager
@@ -82,6 +90,8 @@ def slice_devices(target: TpuSlice, *, quiet: bool = True) -> tuple:
         raise ConfigError(f"compiling for {target.name} needs libtpu: {INSTALL_HINT}")
     from jax.experimental import topologies
 
+    if not host_has_tpu():  # compile-only: let several processes load libtpu (no chip to share)
+        os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     context = held_stderr() if quiet else contextlib.nullcontext([])
     try:
         with context:

@@ -1,0 +1,226 @@
+"""OctoCoder on Cloud TPU slices, from the TPU compiler on a CPU host (libtpu; no TPU needed).
+
+Training rows: configs/octocoder.yaml (full fine-tuning) and configs/octocoder_lora.yaml (LoRA)
+at seq 2048 on v5e-64, v5e-256, v4-32, v5p-16, v5p-32 and v6e-16. The global batch (32 rows)
+must split over data x fsdp, so slices of more than 32 chips take mesh.tensor = chips / 32. For
+each row the train step is compiled at every micro-batch that splits (largest first, down to
+the first that fits) and at the config's own micro-batch: fits, the largest micro-batch that
+fits, the compiler's GiB per chip, the estimate's ratio, roofline tokens/s and MFU, compile s.
+
+Generation rows: StarCoder 15.5B, HumanEvalPack (164 prompts x 20 samples, prompt <= 1024 tokens,
+512 new tokens: cache of 1536 columns, prefill bucket 1024) on v5e-4, v5e-8 and v6e-8 with
+`--mesh tensor=<chips>`: the largest power-of-two slot count that fits, its GiB, decode tokens/s
+at the roofline and the time the 3,280 completions take at that rate.
+
+    python bench/tpu_compile.py --out bench/tpu_compile.jsonl          # everything (~1 h here)
+    python bench/tpu_compile.py --part train --slices v5e-64 --configs octocoder.yaml
+    python bench/tpu_compile.py --table bench/tpu_compile.jsonl        # the markdown tables
+
+Each compile is one JSON line in --out as soon as it is done (re-runs skip lines already there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TRAIN_SLICES = ("v5e-64", "v5e-256", "v4-32", "v5p-16", "v5p-32", "v6e-16")
+TRAIN_CONFIGS = ("octocoder.yaml", "octocoder_lora.yaml")
+GEN_SLICES = ("v5e-4", "v5e-8", "v6e-8")
+GEN = {"prompts": 164, "samples": 20, "prompt": 1024, "new": 512}
+SEQ = 2048
+
+
+def _done(out: Path) -> set[str]:
+    if not out.exists():
+        return set()
+    return {json.loads(line)["key"] for line in out.read_text().splitlines() if line.strip()}
+
+
+def _emit(out: Path, record: dict) -> None:
+    with out.open("a") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+    print(json.dumps({k: record.get(k) for k in ("key", "fits", "gib", "compile_s")}), flush=True)
+
+
+def train_rows(out: Path, configs, slices) -> None:
+    """Compile each (config, slice) at the micro-batches described in the module docstring."""
+    from octojax.config import ConfigError
+    from octojax.plan.compiled import compiled_train
+    from octojax.plan.devices import tpu_slice
+    from octojax.plan.estimate import make_plan
+    from octojax.train.config import load_config
+
+    done = _done(out)
+    for name in configs:
+        for dev in slices:
+            target = tpu_slice(dev)
+            tensor = max(1, target.chips // 32)
+            overrides = [f"mesh.tensor={tensor}"] if tensor > 1 else []
+            cfg = load_config(REPO / "configs" / name, overrides)
+            shards = target.chips // tensor
+            batch = cfg.train.global_batch_size
+            own = cfg.train.micro_batch_size or batch
+            micros = [m for m in range(batch, shards - 1, -1) if batch % m == 0 and m % shards == 0]
+            fitted = False
+            for micro in sorted(
+                set(micros) | ({own} if own % shards == 0 else set()), reverse=True
+            ):
+                if fitted and micro != own:
+                    continue  # a larger one fits already: only the config's own is still wanted
+                key = f"train/{name}/{dev}/micro{micro}"
+                if key in done:
+                    fitted |= json.loads(
+                        next(line for line in out.read_text().splitlines() if key in line)
+                    )["fits"]
+                    continue
+                est = make_plan(cfg, target.chips, seq_len=SEQ, micro_batch=micro,
+                                device_memory=target.chip.hbm_bytes, platform="tpu")  # fmt: skip
+                t0 = time.perf_counter()
+                try:
+                    r = compiled_train(cfg, target, est, 0.9)
+                except ConfigError as e:
+                    r = {"fits": False, "error": str(e)}
+                total = (r.get("compiled") or {}).get("total_bytes")
+                _emit(out, {
+                    "key": key, "config": name, "slice": dev, "hosts": target.hosts,
+                    "overrides": overrides, "micro": micro, "config_micro": own,
+                    "fits": r["fits"], "gib": total and total / 2**30,
+                    "estimate_gib": est.total / 2**30, "wall_s": time.perf_counter() - t0,
+                    "compile_s": (r.get("compiled") or {}).get("compile_s"), "result": r,
+                })  # fmt: skip
+                fitted |= r["fits"]
+
+
+def generation_rows(out: Path, slices) -> None:
+    """For each slice: slots 64, 128, ... until one does not fit (or 1024)."""
+    from octojax.model.config import get_preset
+    from octojax.plan.compiled import compiled_generation
+    from octojax.plan.devices import tpu_slice
+    from octojax.plan.measure_generate import GenerationShape, cache_columns
+    from octojax.sharding import LOGICAL_RULES
+
+    model = get_preset("starcoder")
+    length = cache_columns(model, GEN["prompt"], GEN["new"])
+    done = _done(out)
+    for dev in slices:
+        target = tpu_slice(dev)
+        slots = 64
+        while slots <= 1024:
+            key = f"generate/starcoder/{dev}/slots{slots}"
+            if key in done:
+                record = json.loads(next(x for x in out.read_text().splitlines() if key in x))
+            else:
+                shape = GenerationShape(slots, length, GEN["prompt"])
+                t0 = time.perf_counter()
+                r = compiled_generation(model, target, f"tensor={target.chips}", shape, 0.9,
+                                        target.chip.hbm_bytes, LOGICAL_RULES)  # fmt: skip
+                total = r["compiled"].get("total_bytes")
+                c = r["compiled"]
+                record = {
+                    "key": key, "slice": dev, "slots": slots, "fits": r["fits"],
+                    "gib": total and total / 2**30, "wall_s": time.perf_counter() - t0,
+                    "compile_s": c.get("prefill", {}).get("compile_s", 0)
+                    + c.get("decode", {}).get("compile_s", 0),
+                    "result": r,
+                }  # fmt: skip
+                _emit(out, record)
+            if not record["fits"]:
+                break
+            slots *= 2
+
+
+def _train_table(records: list[dict]) -> list[str]:
+    rows = [
+        "| config | slice (hosts) | overrides | fits at the config's micro-batch | largest "
+        "micro-batch that fits | compiled GiB / chip | estimate / compiled | roofline tokens/s "
+        "| MFU | compile s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in TRAIN_CONFIGS:
+        for dev in TRAIN_SLICES:
+            rs = [r for r in records if r.get("config") == name and r["slice"] == dev]
+            if not rs:
+                continue
+            own = next((r for r in rs if r["micro"] == r["config_micro"]), None)
+            fit = [r for r in rs if r["fits"]]
+            best = max(fit, key=lambda r: r["micro"]) if fit else None
+            shown = best or max(rs, key=lambda r: r["micro"])
+            res = shown["result"]
+            rl = res.get("roofline") or {}
+            own_txt = ("yes" if own["fits"] else "no") + f" ({own['gib']:.1f} GiB)" if own and (
+                own["gib"]) else f"micro {rs[0]['config_micro']} does not split"  # fmt: skip
+            ratio = res.get("estimate_ratio")
+            rows.append(
+                f"| {name} | {dev} ({rs[0]['hosts']}) | {' '.join(rs[0]['overrides']) or '-'} "
+                f"| {own_txt} | {best['micro'] if best else 'none'} "
+                f"| {shown['gib']:.1f} | {ratio:.2f} | {rl.get('tokens_per_s', 0):,.0f} "
+                f"| {rl.get('mfu') or 0:.0%} | {shown['compile_s']:.0f} |"
+                if shown["gib"]
+                else f"| {name} | {dev} | - | {res.get('error', '')} |"
+            )
+    return rows
+
+
+def _gen_table(records: list[dict]) -> list[str]:
+    rows = [
+        "| slice | mesh | largest slots that fit | compiled GiB / chip | estimate / compiled "
+        "| decode tokens/s (roofline) | 164 x 20 completions of 512 tokens | compile s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    total_tokens = GEN["prompts"] * GEN["samples"] * GEN["new"]
+    for dev in GEN_SLICES:
+        fit = [r for r in records if r["slice"] == dev and r["fits"]]
+        if not fit:
+            continue
+        r = max(fit, key=lambda r: r["slots"])
+        res = r["result"]
+        tps = res["roofline"]["new_tokens_per_s"]
+        rows.append(
+            f"| {dev} | tensor={res['host_chips']} | {r['slots']} | {r['gib']:.1f} "
+            f"| {res['estimate_ratio']:.2f} | {tps:,.0f} | {total_tokens / tps / 60:.1f} min "
+            f"| {r['compile_s']:.0f} |"
+        )
+    return rows
+
+
+def table(path: Path) -> str:
+    records = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    train = [r for r in records if r["key"].startswith("train/")]
+    gen = [r for r in records if r["key"].startswith("generate/")]
+    return "\n".join(_train_table(train) + [""] + _gen_table(gen))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "tpu_compile.jsonl")
+    p.add_argument("--part", choices=["train", "generate", "all"], default="all")
+    p.add_argument("--slices", nargs="*", help="only these slices")
+    p.add_argument("--configs", nargs="*", default=list(TRAIN_CONFIGS))
+    p.add_argument("--table", type=Path, help="print the markdown tables of a results file")
+    args = p.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
+    from octojax.plan.tpu import held_stderr
+
+    print(
+        f"host: {platform.node()} {platform.processor()}, jax on CPU; libtpu compiles", flush=True
+    )
+    with held_stderr():
+        if args.part in ("train", "all"):
+            train_rows(args.out, args.configs, args.slices or TRAIN_SLICES)
+        if args.part in ("generate", "all"):
+            generation_rows(args.out, args.slices or GEN_SLICES)
+    print(table(args.out))
+
+
+if __name__ == "__main__":
+    main()
