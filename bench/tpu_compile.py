@@ -63,7 +63,7 @@ def train_rows(out: Path, configs, slices) -> None:
         for dev in slices:
             target = tpu_slice(dev)
             tensor = max(1, target.chips // 32)
-            overrides = [f"mesh.tensor={tensor}"] if tensor > 1 else []
+            overrides = [f"mesh.tensor={tensor}"]
             cfg = load_config(REPO / "configs" / name, overrides)
             shards = target.chips // tensor
             batch = cfg.train.global_batch_size
@@ -137,35 +137,66 @@ def generation_rows(out: Path, slices) -> None:
             slots *= 2
 
 
+def _config_micro(name: str) -> int:
+    from octojax.train.config import load_config
+
+    t = load_config(REPO / "configs" / name).train
+    return t.micro_batch_size or t.global_batch_size
+
+
+def _train_roofline(name: str, dev: str, res: dict) -> dict:
+    """The roofline from the stored compiler figures, splash's flops added as octojax plan
+    does now (records written before that change lack them)."""
+    from octojax.plan.devices import tpu_slice
+    from octojax.plan.estimate import plan_model_config
+    from octojax.plan.roofline import roofline
+    from octojax.train.config import load_config
+
+    c, target = res["compiled"], tpu_slice(dev)
+    model, _ = plan_model_config(load_config(REPO / "configs" / name))
+    tokens = load_config(REPO / "configs" / name).train.global_batch_size * SEQ
+    flops = c["flops"]
+    if res["attention_impl"] == "splash" and "kernel_flops" not in c:
+        flops += 12.0 * model.n_layer * SEQ * model.n_embd * tokens / target.chips
+    return roofline(target.chip, flops, c["bytes_accessed"], tokens=tokens, chips=target.chips,
+                    model_flops_per_token=model.flops_per_token(SEQ)).as_dict()  # fmt: skip
+
+
+def _train_row(name: str, dev: str, rs: list[dict]) -> str:
+    own_micro = _config_micro(name)
+    own = next((r for r in rs if r["micro"] == own_micro), None)
+    fit = [r for r in rs if r["fits"]]
+    best = max(fit, key=lambda r: r["micro"]) if fit else None
+    shown = best or max(rs, key=lambda r: r["micro"])
+    res = shown["result"]
+    if not shown["gib"]:
+        return f"| {name} | {dev} | - | - | {res.get('error', '')} | | | | | |"
+    mesh = "/".join(str(res["mesh"][a]) for a in ("data", "fsdp", "tensor"))
+    if own is not None:
+        own_txt = f"{'yes' if own['fits'] else 'no'} ({own['gib']:.1f} GiB)"
+    else:
+        own_txt = f"micro {own_micro} does not split"
+    rl = _train_roofline(name, dev, res)
+    return (
+        f"| {name} | {dev} ({rs[0]['hosts']}) | {mesh} | {own_txt} "
+        f"| {best['micro'] if best else 'none'} | {shown['gib']:.1f} "
+        f"| {res['estimate_ratio']:.2f} | {rl.get('tokens_per_s', 0):,.0f} "
+        f"| {rl.get('mfu') or 0:.0%} | {shown['compile_s']:.0f} |"
+    )
+
+
 def _train_table(records: list[dict]) -> list[str]:
     rows = [
-        "| config | slice (hosts) | overrides | fits at the config's micro-batch | largest "
+        "| config | slice (hosts) | mesh d/f/t | fits at the config's micro-batch | largest "
         "micro-batch that fits | compiled GiB / chip | estimate / compiled | roofline tokens/s "
-        "| MFU | compile s |",
+        "| roofline MFU | compile s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in TRAIN_CONFIGS:
         for dev in TRAIN_SLICES:
             rs = [r for r in records if r.get("config") == name and r["slice"] == dev]
-            if not rs:
-                continue
-            own = next((r for r in rs if r["micro"] == r["config_micro"]), None)
-            fit = [r for r in rs if r["fits"]]
-            best = max(fit, key=lambda r: r["micro"]) if fit else None
-            shown = best or max(rs, key=lambda r: r["micro"])
-            res = shown["result"]
-            rl = res.get("roofline") or {}
-            own_txt = ("yes" if own["fits"] else "no") + f" ({own['gib']:.1f} GiB)" if own and (
-                own["gib"]) else f"micro {rs[0]['config_micro']} does not split"  # fmt: skip
-            ratio = res.get("estimate_ratio")
-            rows.append(
-                f"| {name} | {dev} ({rs[0]['hosts']}) | {' '.join(rs[0]['overrides']) or '-'} "
-                f"| {own_txt} | {best['micro'] if best else 'none'} "
-                f"| {shown['gib']:.1f} | {ratio:.2f} | {rl.get('tokens_per_s', 0):,.0f} "
-                f"| {rl.get('mfu') or 0:.0%} | {shown['compile_s']:.0f} |"
-                if shown["gib"]
-                else f"| {name} | {dev} | - | {res.get('error', '')} |"
-            )
+            if rs:
+                rows.append(_train_row(name, dev, rs))
     return rows
 
 

@@ -98,10 +98,13 @@ def _memory_rows(compiled: dict, estimate_total: int) -> list[str]:
 def _cost_rows(compiled: dict, rl: dict, what: str) -> list[str]:
     ca = compiled["cost_analysis"]
     trips = ", ".join(map(str, compiled["loop_trip_counts"])) or "none"
+    kernels = compiled.get("kernel_flops")
+    extra = f", {kernels:.3g} of them splash's (Mosaic kernels report none)" if kernels else ""
     rows = [
-        f"  cost per device: {compiled['flops']:.3g} flops, {compiled['bytes_accessed']:.3g} "
-        f"bytes (cost_analysis() counts each loop body once: {ca['flops'] or 0:.3g} flops, "
-        f"{ca['bytes_accessed'] or 0:.3g} bytes; loop trip counts {trips})",
+        f"  cost per device: {compiled['flops']:.3g} flops{extra}, "
+        f"{compiled['bytes_accessed']:.3g} bytes (cost_analysis() counts each loop body once: "
+        f"{ca['flops'] or 0:.3g} flops, {ca['bytes_accessed'] or 0:.3g} bytes; loop trip "
+        f"counts {trips})",
         f"  roofline: {what} {rl['step_s']:.3g} s ({rl['bound']}-bound), "
         f"{rl['tokens_per_s']:,.0f} tokens/s"
         + (f", MFU {rl['mfu']:.1%}" if rl.get("mfu") is not None else ""),

@@ -231,6 +231,10 @@ def compiled_train(cfg, target: TpuSlice, estimate: MemoryPlan, usable: float) -
         line += f" (the estimate's largest line: {name} {size / GiB:.2f} GiB)"
     model, _ = plan_model_config(cfg)
     tokens = t.global_batch_size * estimate.seq_len
+    if fig["attention_impl"] == "splash":  # Mosaic kernels carry no cost: PaLM's attention term
+        fig["kernel_flops"] = 12.0 * model.n_layer * estimate.seq_len * model.n_embd * tokens
+        fig["kernel_flops"] /= target.chips
+        fig["flops"] += fig["kernel_flops"]
     rl = train_roofline(target, fig, tokens, model.flops_per_token(estimate.seq_len))
     note = disagreement(estimate, fig)
     return out | {
