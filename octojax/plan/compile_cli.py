@@ -150,6 +150,8 @@ def format_compiled(out: dict) -> str:
             lines += _cost_rows(g["compiled"]["decode"], r["decode_chunk"], "decode chunk")
             lines.append(f"  new tokens/s: {r['new_tokens_per_s_per_host']:,.0f} per host, "
                          f"{r['new_tokens_per_s']:,.0f} for the slice")  # fmt: skip
+        if g.get("estimate_note"):
+            lines.append(f"  note: {g['estimate_note']}")
     return "\n".join(lines)
 
 

@@ -271,6 +271,14 @@ def compiled_generation(model, target: TpuSlice, mesh_spec: str, shape, usable: 
     est = generation_bytes(gen_model, AbstractMesh(tuple(sizes.values()), tuple(sizes)), rules,
                            programs.shape)  # fmt: skip
     total = sum(est.values())
+    note = None
+    if abs(total / fig["total"] - 1) > TOLERANCE:
+        work = fig["total"] - fig["arguments"]
+        note = (
+            f"the estimate is {total / fig['total']:.2f} of the compiler's total: compiler "
+            f"parameters + slots {fig['arguments'] / GiB:.2f} GiB and working memory "
+            f"{work / GiB:.2f} GiB, formulas {est} bytes"
+        )
     return {
         "fits": v.fits, "verdict": v.line(), "largest_term": v.largest and v.largest[0],
         "attention_impl": fig["attention_impl"], "mesh": sizes, "host_chips": host.chips,
@@ -278,6 +286,6 @@ def compiled_generation(model, target: TpuSlice, mesh_spec: str, shape, usable: 
         "prompt": programs.shape.prompt, "chunk": CHUNK,
         "compiled": {"total_bytes": fig["total"]} | fig,
         "estimate": {"total_bytes": total, "lines": est},
-        "estimate_ratio": total / fig["total"],
+        "estimate_ratio": total / fig["total"], "estimate_note": note,
         "roofline": generation_rooflines(target, fig, programs.shape, CHUNK),
     }  # fmt: skip
