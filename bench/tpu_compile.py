@@ -51,52 +51,65 @@ def _emit(out: Path, record: dict) -> None:
 
 
 def train_rows(out: Path, configs, slices) -> None:
-    """Compile each (config, slice) at the micro-batches described in the module docstring."""
+    """Compile each (config, slice) at the micro-batches described in the module docstring; when
+    none fits, again with `model.remat=full` (the variant "remat-full")."""
+    from octojax.plan.devices import tpu_slice
+
+    for name in configs:
+        for dev in slices:
+            tensor = max(1, tpu_slice(dev).chips // 32)
+            overrides = [f"mesh.tensor={tensor}"]
+            if not _micro_batch_rows(out, name, dev, overrides, variant=""):
+                _micro_batch_rows(out, name, dev, [*overrides, "model.remat=full"], "remat-full")
+
+
+def _stored(out: Path, key: str) -> dict | None:
+    for line in out.read_text().splitlines() if out.exists() else []:
+        if line.strip() and json.loads(line)["key"] == key:
+            return json.loads(line)
+    return None
+
+
+def _micro_batch_rows(out: Path, name: str, dev: str, overrides: list[str], variant: str) -> bool:
+    """Compile the largest micro-batches first, down to the first that fits, and the config's
+    own; one JSON line each. Whether any fits."""
     from octojax.config import ConfigError
     from octojax.plan.compiled import compiled_train
     from octojax.plan.devices import tpu_slice
     from octojax.plan.estimate import make_plan
     from octojax.train.config import load_config
 
-    done = _done(out)
-    for name in configs:
-        for dev in slices:
-            target = tpu_slice(dev)
-            tensor = max(1, target.chips // 32)
-            overrides = [f"mesh.tensor={tensor}"]
-            cfg = load_config(REPO / "configs" / name, overrides)
-            shards = target.chips // tensor
-            batch = cfg.train.global_batch_size
-            own = cfg.train.micro_batch_size or batch
-            micros = [m for m in range(batch, shards - 1, -1) if batch % m == 0 and m % shards == 0]
-            fitted = False
-            for micro in sorted(
-                set(micros) | ({own} if own % shards == 0 else set()), reverse=True
-            ):
-                if fitted and micro != own:
-                    continue  # a larger one fits already: only the config's own is still wanted
-                key = f"train/{name}/{dev}/micro{micro}"
-                if key in done:
-                    fitted |= json.loads(
-                        next(line for line in out.read_text().splitlines() if key in line)
-                    )["fits"]
-                    continue
-                est = make_plan(cfg, target.chips, seq_len=SEQ, micro_batch=micro,
-                                device_memory=target.chip.hbm_bytes, platform="tpu")  # fmt: skip
-                t0 = time.perf_counter()
-                try:
-                    r = compiled_train(cfg, target, est, 0.9)
-                except ConfigError as e:
-                    r = {"fits": False, "error": str(e)}
-                total = (r.get("compiled") or {}).get("total_bytes")
-                _emit(out, {
-                    "key": key, "config": name, "slice": dev, "hosts": target.hosts,
-                    "overrides": overrides, "micro": micro, "config_micro": own,
-                    "fits": r["fits"], "gib": total and total / 2**30,
-                    "estimate_gib": est.total / 2**30, "wall_s": time.perf_counter() - t0,
-                    "compile_s": (r.get("compiled") or {}).get("compile_s"), "result": r,
-                })  # fmt: skip
-                fitted |= r["fits"]
+    target = tpu_slice(dev)
+    cfg = load_config(REPO / "configs" / name, overrides)
+    shards = target.chips // cfg.mesh.tensor
+    batch = cfg.train.global_batch_size
+    own = cfg.train.micro_batch_size or batch
+    micros = {m for m in range(batch, shards - 1, -1) if batch % m == 0 and m % shards == 0}
+    fitted = False
+    for micro in sorted(micros | ({own} if own % shards == 0 else set()), reverse=True):
+        if fitted and micro != own:
+            continue  # a larger one fits already: only the config's own is still wanted
+        key = f"train/{name}/{dev}/" + (f"{variant}/" if variant else "") + f"micro{micro}"
+        if (record := _stored(out, key)) is not None:
+            fitted |= record["fits"]
+            continue
+        est = make_plan(cfg, target.chips, seq_len=SEQ, micro_batch=micro,
+                        device_memory=target.chip.hbm_bytes, platform="tpu")  # fmt: skip
+        t0 = time.perf_counter()
+        try:
+            r = compiled_train(cfg, target, est, 0.9)
+        except ConfigError as e:
+            r = {"fits": False, "error": str(e)}
+        total = (r.get("compiled") or {}).get("total_bytes")
+        _emit(out, {
+            "key": key, "config": name, "slice": dev, "variant": variant, "hosts": target.hosts,
+            "overrides": overrides, "micro": micro, "config_micro": own,
+            "fits": r["fits"], "gib": total and total / 2**30,
+            "estimate_gib": est.total / 2**30, "wall_s": time.perf_counter() - t0,
+            "compile_s": (r.get("compiled") or {}).get("compile_s"), "result": r,
+        })  # fmt: skip
+        fitted |= r["fits"]
+    return fitted
 
 
 def generation_rows(out: Path, slices) -> None:
@@ -153,13 +166,28 @@ def _train_roofline(name: str, dev: str, res: dict) -> dict:
     from octojax.train.config import load_config
 
     c, target = res["compiled"], tpu_slice(dev)
-    model, _ = plan_model_config(load_config(REPO / "configs" / name))
-    tokens = load_config(REPO / "configs" / name).train.global_batch_size * SEQ
+    cfg = load_config(REPO / "configs" / name)
+    model, _ = plan_model_config(cfg)
+    tokens = cfg.train.global_batch_size * SEQ
     flops = c["flops"]
     if res["attention_impl"] == "splash" and "kernel_flops" not in c:
         flops += 12.0 * model.n_layer * SEQ * model.n_embd * tokens / target.chips
+    per_token = model.flops_per_token(SEQ, frozen_base=cfg.lora.enabled)
     return roofline(target.chip, flops, c["bytes_accessed"], tokens=tokens, chips=target.chips,
-                    model_flops_per_token=model.flops_per_token(SEQ)).as_dict()  # fmt: skip
+                    model_flops_per_token=per_token).as_dict()  # fmt: skip
+
+
+def _estimate_ratio(record: dict) -> float:
+    """The formula estimate of today's code over the stored compiler total."""
+    from octojax.plan.devices import tpu_slice
+    from octojax.plan.estimate import make_plan
+    from octojax.train.config import load_config
+
+    target = tpu_slice(record["slice"])
+    cfg = load_config(REPO / "configs" / record["config"], record["overrides"])
+    est = make_plan(cfg, target.chips, seq_len=SEQ, micro_batch=record["micro"],
+                    device_memory=target.chip.hbm_bytes, platform="tpu")  # fmt: skip
+    return est.total / record["result"]["compiled"]["total_bytes"]
 
 
 def _train_row(name: str, dev: str, rs: list[dict]) -> str:
@@ -177,10 +205,12 @@ def _train_row(name: str, dev: str, rs: list[dict]) -> str:
     else:
         own_txt = f"micro {own_micro} does not split"
     rl = _train_roofline(name, dev, res)
+    if rs[0].get("variant"):
+        name += " `model.remat=full`"
     return (
         f"| {name} | {dev} ({rs[0]['hosts']}) | {mesh} | {own_txt} "
         f"| {best['micro'] if best else 'none'} | {shown['gib']:.1f} "
-        f"| {res['estimate_ratio']:.2f} | {rl.get('tokens_per_s', 0):,.0f} "
+        f"| {_estimate_ratio(shown):.2f} | {rl.get('tokens_per_s', 0):,.0f} "
         f"| {rl.get('mfu') or 0:.0%} | {shown['compile_s']:.0f} |"
     )
 
@@ -194,9 +224,11 @@ def _train_table(records: list[dict]) -> list[str]:
     ]
     for name in TRAIN_CONFIGS:
         for dev in TRAIN_SLICES:
-            rs = [r for r in records if r.get("config") == name and r["slice"] == dev]
-            if rs:
-                rows.append(_train_row(name, dev, rs))
+            for variant in ("", "remat-full"):
+                rs = [r for r in records if r.get("config") == name and r["slice"] == dev
+                      and r.get("variant", "") == variant]  # fmt: skip
+                if rs:
+                    rows.append(_train_row(name, dev, rs))
     return rows
 
 

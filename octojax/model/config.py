@@ -117,17 +117,20 @@ class ModelConfig:
             total += self.vocab_size * d + self.n_positions * d
         return total
 
-    def flops_per_token(self, seq_len: int) -> float:
+    def flops_per_token(self, seq_len: int, *, frozen_base: bool = False) -> float:
         """Training FLOPs per token (forward + backward = 3x forward), with the attention term.
 
         6 * (matmul parameters, output projection included) + 12 * n_layer * seq_len * n_embd for
         attention scores and values (PaLM's convention, no causal halving; it reproduces the 45% MFU
-        design.md quotes for Hugging Face on the 1b shape).
+        design.md quotes for Hugging Face on the 1b shape). With a frozen base (LoRA) the backward
+        pass computes no weight gradients, so 4 * matmul parameters (the adapters' own flops,
+        rank / width of the base's, are left out); counting 6 would put MFU above 100%.
         """
         d, m = self.n_embd, self.mlp_dim
         kv = 2 * self.kv_heads * self.head_dim
         matmul_params = self.n_layer * (d * d + d * kv + d * d + 2 * d * m) + d * self.vocab_size
-        return 6.0 * matmul_params + 12.0 * self.n_layer * seq_len * d
+        per_param = 4.0 if frozen_base else 6.0
+        return per_param * matmul_params + 12.0 * self.n_layer * seq_len * d
 
     # ---- Hugging Face config.json ------------------------------------------------------------
 

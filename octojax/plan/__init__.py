@@ -17,11 +17,6 @@ One module per concern:
 - `hlo_cost.py`: loop trip counts for `cost_analysis()`; `roofline.py`: step time, tokens/s, MFU.
 - `compiled.py`, `compile_cli.py`: what `--compile` reports; `cli.py`: flags, table, JSON.
 
-Importing this package (every `octojax` command does, through the CLI parser) runs
-`tpu.quiet_cpu_start()`: with libtpu installed on a host without TPU chips, jax is kept on the
-CPU it would fall back to anyway, without libtpu's start-up warnings.
+libtpu on a host without TPU chips: importing `octojax` keeps jax on the CPU it would fall back to
+(`octojax/quiet_start.py`); `tpu.slice_devices` loads libtpu on demand for a slice's devices.
 """
-
-from octojax.plan.tpu import quiet_cpu_start
-
-quiet_cpu_start()

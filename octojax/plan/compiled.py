@@ -235,7 +235,8 @@ def compiled_train(cfg, target: TpuSlice, estimate: MemoryPlan, usable: float) -
         fig["kernel_flops"] = 12.0 * model.n_layer * estimate.seq_len * model.n_embd * tokens
         fig["kernel_flops"] /= target.chips
         fig["flops"] += fig["kernel_flops"]
-    rl = train_roofline(target, fig, tokens, model.flops_per_token(estimate.seq_len))
+    per_token = model.flops_per_token(estimate.seq_len, frozen_base=cfg.lora.enabled)
+    rl = train_roofline(target, fig, tokens, per_token)
     note = disagreement(estimate, fig)
     return out | {
         "fits": v.fits, "verdict": line, "largest_term": v.largest and v.largest[0],

@@ -291,7 +291,9 @@ def step_lines(
     if model.remat != "none":  # are dead by the time the last ones are made: measured)
         recompute = none_layer_bytes(d, e, attention) - saved_one - 4 * 3 * d.x
     cotangents = 4 * 2 * d.x  # the residual stream's cotangent, in and out
-    weight_grad = p if cfg.lora.enabled else 4  # LoRA: merged kernels, not gradients
+    weight_grad = 4  # the block's unreduced fp32 weight gradients
+    if cfg.lora.enabled:  # no base gradients; merged kernels, unless dropout runs them unmerged
+        weight_grad = p if cfg.lora.dropout == 0 else 0
     layer = recompute + cotangents + st.layer_weights_elements * (e + weight_grad)
     return {
         "params": st.params,

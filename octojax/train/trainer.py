@@ -450,7 +450,8 @@ class Trainer:
             tps = B * T * steps / dt
             mfu = None
             if peak:
-                mfu = self.model_cfg.flops_per_token(T) * tps / (peak * 1e12 * self.mesh.size)
+                flops = self.model_cfg.flops_per_token(T, frozen_base=self.cfg.lora.enabled)
+                mfu = flops * tps / (peak * 1e12 * self.mesh.size)
             return {
                 "step": step, "loss": float(m["loss"]), "grad_norm": float(m["grad_norm"]),
                 "lr": float(schedule_lr(step - 1)), "tokens_per_s": tps, "mfu": mfu,

@@ -114,7 +114,7 @@ def test_cpu_start_with_libtpu_installed_says_nothing(tmp_path):
     """With libtpu installed and JAX_PLATFORMS unset, octojax's start on a host without TPU
     chips keeps libtpu's TPU_ACCELERATOR_TYPE / TPU_WORKER_HOSTNAMES warnings away."""
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", "XLA_FLAGS")}
-    script = "import octojax.plan, jax; print(jax.devices()[0].platform)"
+    script = "import octojax.model, jax; print(jax.devices()[0].platform)"
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, timeout=300)  # fmt: skip
     assert run.returncode == 0 and run.stdout.strip() == "cpu", run.stderr
