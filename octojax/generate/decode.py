@@ -140,10 +140,8 @@ def insert(
 def _write_column(cache_LBSKH, layer, new_BKH, column_B):
     """cache[layer, b, column_B[b]] = new_BKH[b], in place (a per-row, batch-parallel update)."""
 
-    def one(c_LSKH, n_KH, col):
-        return jax.lax.dynamic_update_slice(c_LSKH, n_KH[None, None], (layer, col, 0, 0))
-
-    return jax.vmap(one, in_axes=(1, 0, 0), out_axes=1)(cache_LBSKH, new_BKH, column_B)
+    rows_B = jnp.arange(cache_LBSKH.shape[1])
+    return cache_LBSKH.at[layer, rows_B, column_B].set(new_BKH, mode="clip")
 
 
 def _attend(q_BNH, k_BSKH, v_BSKH, valid_BS):

@@ -30,6 +30,9 @@ _FREE = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast", "whil
          "conditional", "after-all", "partition-id", "replica-id", "iota", "opt-barrier",
          "custom-call:AllocateBuffer"}  # fmt: skip
 _SLICING = {"dynamic-slice", "slice", "gather"}
+# In-place updates of their first operand -> the operand holding the update (a cache column
+# written by dynamic-update-slice, or by a scatter of one column per row).
+_IN_PLACE = {"dynamic-update-slice": 1, "scatter": 2}
 _COLLECTIVES = {"all-gather", "all-reduce", "reduce-scatter", "collective-permute", "all-to-all"}
 
 
@@ -277,8 +280,8 @@ def _sliced_reads(name: str, comps: dict[str, list[Inst]], memo: dict) -> dict[i
                 inner = nested.get(u.operands.index(name))
             elif u.opcode in _SLICING and u.operands[0] == name:
                 inner = type_bytes(u.type_str)
-            elif u.opcode == "dynamic-update-slice" and u.operands[0] == name:
-                update = local.get(u.operands[1])
+            elif u.opcode in _IN_PLACE and u.operands[0] == name:
+                update = local.get(u.operands[_IN_PLACE[u.opcode]])
                 inner = type_bytes(update.type_str) if update is not None else 0
             else:
                 inner = None
@@ -294,8 +297,8 @@ def _sliced_reads(name: str, comps: dict[str, list[Inst]], memo: dict) -> dict[i
 
 def _fusion_bytes(inst: Inst, symbols: dict[str, Inst], comps: dict, memo: dict) -> int:
     """Bytes a fusion moves: each operand whole, except one the fused computation only slices
-    (a layer of stacked weights: the slices' bytes) or updates in place (dynamic-update-slice:
-    the update's bytes); plus its output (an in-place update: the update)."""
+    (a layer of stacked weights: the slices' bytes) or updates in place (dynamic-update-slice or
+    scatter: the update's bytes); plus its output (an in-place update: the update)."""
     called = re.search(r"calls=%([\w.\-]+)", inst.attrs)
     fused = comps.get(called.group(1), []) if called else []
     local = {i.name: i for i in fused}
@@ -313,8 +316,9 @@ def _fusion_bytes(inst: Inst, symbols: dict[str, Inst], comps: dict, memo: dict)
         made = _source(out, local)
         if made is None or made.opcode == "parameter" or made.opcode in _COLLECTIVES:
             continue  # passed through; or an async collective's buffer (interconnect traffic)
-        if made.opcode == "dynamic-update-slice" and made.operands[1] in local:
-            total += type_bytes(local[made.operands[1]].type_str)  # in place: the update
+        update = made.operands[_IN_PLACE[made.opcode]] if made.opcode in _IN_PLACE else None
+        if update in local:
+            total += type_bytes(local[update].type_str)  # in place: the update
         else:
             total += type_bytes(made.type_str)
     return total

@@ -90,3 +90,35 @@ def test_trip_counts_scale_flops_and_bytes():
     assert cost.bytes == 8 * body + (3 + 5) * body2
     flops, moved = cost.scale(100.0, 10.0)
     assert flops == 100.0 * cost.flops / cost.flops_once and moved > 10.0
+
+
+# One column per row written into a [8, 64, 4] cache by a scatter fusion (how decoding updates
+# its KV cache): in place, so it moves the update and indices, not the cache.
+SCATTER_HLO = """HloModule jit_g, is_scheduled=true
+
+%add (a: f32[], b: f32[]) -> f32[] {
+  %a = f32[] parameter(0)
+  %b = f32[] parameter(1)
+  ROOT %s = f32[] add(%a, %b)
+}
+
+%write_column (c: f32[8,64,4], i: s32[8,2], u: f32[8,4]) -> f32[8,64,4] {
+  %c = f32[8,64,4]{2,1,0} parameter(0)
+  %i = s32[8,2]{1,0} parameter(1)
+  %u = f32[8,4]{1,0} parameter(2)
+  ROOT %sc = f32[8,64,4]{2,1,0} scatter(%c, %i, %u), update_window_dims={1}, inserted_window_dims={0,1}, scatter_dims_to_operand_dims={0,1}, index_vector_dim=1, to_apply=%add
+}
+
+ENTRY %main (cache: f32[8,64,4], idx: s32[8,2], upd: f32[8,4]) -> f32[8,64,4] {
+  %cache = f32[8,64,4]{2,1,0} parameter(0)
+  %idx = s32[8,2]{1,0} parameter(1)
+  %upd = f32[8,4]{1,0} parameter(2)
+  ROOT %f = f32[8,64,4]{2,1,0} fusion(%cache, %idx, %upd), kind=kCustom, calls=%write_column
+}
+"""
+
+
+def test_an_in_place_scatter_moves_its_update_not_the_cache():
+    update, indices = 8 * 4 * 4, 8 * 2 * 4
+    # read: the cache's updated part, the indices, the update; written: the update
+    assert hlo_cost(SCATTER_HLO).bytes_once == update + indices + update + update
