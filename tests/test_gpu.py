@@ -66,18 +66,32 @@ def test_cudnn_attention_matches_xla_forward_and_gradients(kv_heads):
         assert _rel_err(a, b) < 3e-2, name
 
 
-def test_auto_attention_on_packed_rows_matches_xla(caplog):
-    """auto with a segment mask: cuDNN where it accepts the mask, else a logged XLA fallback;
-    either way the result equals XLA's."""
+def test_packed_rows_run_cudnn_causal_forward_and_backward(caplog):
+    """Packed rows (segment ids) under auto: cuDNN with its causal mask + a same-segment mask,
+    forward and gradients compiled into cuDNN calls with no fallback, equal to XLA's."""
     from octojax.model.attention import dot_product_attention
 
     q, k, v = _qkv(B=2, T=256, N=16, K=1)
     mask, seg = _packed_mask(2, 256)
+    w = jnp.cos(jnp.arange(q.shape[-1]))
+
+    def loss(impl):
+        return lambda q, k, v: jnp.sum(
+            dot_product_attention(q, k, v, mask, impl=impl, self_segment_ids_BT=seg).astype(
+                jnp.float32
+            )
+            * w
+        )
+
     with caplog.at_level(logging.WARNING, logger="octojax.model.attention"):
-        auto = jax.jit(lambda *a: dot_product_attention(*a, mask, impl="auto"))(q, k, v)
-    xla = jax.jit(lambda *a: dot_product_attention(*a, mask, impl="xla"))(q, k, v)
-    assert _rel_err(auto, xla) < 2e-2
-    print("auto fallbacks:", [r.getMessage() for r in caplog.records])
+        auto = jax.jit(jax.value_and_grad(loss("auto"), argnums=(0, 1, 2)))
+        hlo = auto.lower(q, k, v).compile().as_text().lower()
+        (_, g_a) = auto(q, k, v)
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    assert hlo.count("cudnn") >= 2, "forward and backward should both be cuDNN calls"
+    (_, g_x) = jax.jit(jax.value_and_grad(loss("xla"), argnums=(0, 1, 2)))(q, k, v)
+    for name, a, b in zip("qkv", g_a, g_x):
+        assert _rel_err(a, b) < 3e-2, name
 
 
 def test_bf16_train_step_matches_fp32_and_chunked_loss():

@@ -5,7 +5,11 @@ of segment s sees keys at indices <= i of the same segment. Padding is segment 0
 is just a segment-id array. `impl`:
 
 - "xla": `jax.nn.dot_product_attention`'s plain XLA implementation, everywhere.
-- "cudnn": the cuDNN fused kernel (GPU, bf16/fp16); an error if it cannot run.
+- "cudnn": the cuDNN fused kernel (GPU, bf16/fp16); an error if it cannot run. Packed rows run
+  cuDNN's causal mask (which skips the blocks above the diagonal) plus a same-segment mask, not a
+  dense causal-and-segment mask (a bias over all T x T blocks: twice the attention FLOPs).
+  Before its first use for a shape, forward and backward are compiled once on their own
+  (`_cudnn_refusal`), so a refusal at trace, differentiation or compile time is seen there.
 - "splash": the Pallas splash kernel (octojax/model/splash.py) for self-attention; interpret mode
   off TPU. Calls that attend to a KV cache use XLA (the kernel has no cache).
 - "auto": splash on TPU, cuDNN on GPU where dtype and shape allow, XLA otherwise. The platform is
@@ -16,6 +20,7 @@ is just a segment-id array. `impl`:
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import jax
@@ -72,6 +77,37 @@ def _choose(impl: str, dtype: jnp.dtype, head_dim: int, self_attention: bool) ->
     return "xla"
 
 
+@functools.lru_cache(maxsize=64)
+def _cudnn_refusal(
+    q_shape: tuple, kv_shape: tuple, dtype: str, causal: bool, masked: bool, grads: bool
+) -> str | None:
+    """Why cuDNN refuses attention of these shapes (forward, gradients if `grads`, compilation),
+    or None. Compiled on its own once per shape from abstract inputs (nothing runs), so a refusal
+    that only shows in the backward rule or in the compiler falls back to XLA like a trace-time
+    one. Attention over a KV cache (inference only) is probed without gradients."""
+    B, T = q_shape[:2]
+    spec = [jax.ShapeDtypeStruct(s, jnp.dtype(dtype)) for s in (q_shape, kv_shape, kv_shape)]
+    mask = jax.ShapeDtypeStruct((B, 1, T, kv_shape[1]), jnp.bool_) if masked else None
+
+    def loss(q, k, v, mask):
+        out = jax.nn.dot_product_attention(
+            q, k, v, mask=mask, is_causal=causal, implementation="cudnn"
+        )
+        return jnp.sum(out.astype(jnp.float32))
+
+    program = jax.grad(loss, argnums=(0, 1, 2)) if grads else loss
+    try:
+        jax.jit(program).lower(*spec, mask).compile()
+    except Exception as e:  # noqa: BLE001 -- any refusal means: use XLA; its reason is logged
+        return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    return None
+
+
+def same_segment_mask(segment_BT: jax.Array) -> jax.Array:
+    """Boolean [B, 1, T, T]: query and key in the same segment (the causal part is separate)."""
+    return (segment_BT[:, :, None] == segment_BT[:, None, :])[:, None, :, :]
+
+
 def attention_mask(
     q_index_BT: jax.Array,
     kv_index_BS: jax.Array,
@@ -103,14 +139,22 @@ def dot_product_attention(
     choice = _choose(impl, q_BTNH.dtype, q_BTNH.shape[-1], self_attention)
     if choice == "splash":
         return splash_attention(q_BTNH, k_BSKH, v_BSKH, self_segment_ids_BT)
-    kwargs = {"is_causal": True} if mask_B1TS is None else {"mask": mask_B1TS}
+    if mask_B1TS is None:
+        kwargs = {"is_causal": True}
+    elif self_segment_ids_BT is not None:  # causal by array index: the kernel's causal mask
+        kwargs = {"is_causal": True, "mask": same_segment_mask(self_segment_ids_BT)}
+    else:
+        kwargs = {"mask": mask_B1TS}
     if choice == "cudnn":
-        try:
+        refusal = _cudnn_refusal(
+            q_BTNH.shape, k_BSKH.shape, jnp.dtype(q_BTNH.dtype).name,
+            kwargs.get("is_causal", False), "mask" in kwargs, self_attention,
+        )  # fmt: skip
+        if refusal is None:
             return jax.nn.dot_product_attention(
                 q_BTNH, k_BSKH, v_BSKH, implementation="cudnn", **kwargs
             )
-        except (NotImplementedError, ValueError, RuntimeError) as e:
-            if impl == "cudnn":
-                raise
-            _log_once(f"attention_impl=auto: cuDNN refused this call ({e}); using XLA")
+        if impl == "cudnn":
+            raise ValueError(f"attention_impl='cudnn' cannot run: cuDNN refused ({refusal})")
+        _log_once(f"attention_impl=auto: cuDNN refused this call ({refusal}); using XLA")
     return jax.nn.dot_product_attention(q_BTNH, k_BSKH, v_BSKH, implementation="xla", **kwargs)
