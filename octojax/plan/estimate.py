@@ -408,10 +408,8 @@ def generation_bytes(model: ModelConfig, mesh: AbstractMesh, rules, shape) -> di
     """Per-device bytes of generation (octojax/generate/decode.py) with `shape.slots` rows of
     `shape.length` cache columns and prefills of `shape.prompt` tokens, on a one-host mesh:
     parameters (split by the rules table), the slots' KV cache, and the larger working set of
-    a decode chunk or a prefill. Decode: the TPU compiler keeps a second copy of K and V in
-    another layout while the layer scan updates them (read off its memory_analysis for
-    StarCoder on v5e-4: temporaries = 2.0 x the cache), plus every slot's fp32 logits, sorted
-    for top-p; prefill: one prompt's K/V and one layer's activations."""
+    a decode chunk or a prefill. Decode: every slot's fp32 logits, sorted for top-p (the cache
+    is updated in place); prefill: one prompt's K/V and one layer's activations."""
     from octojax.model.gptbigcode import param_logical_axes, param_shapes
 
     shapes, axes = param_shapes(model), param_logical_axes(model)
@@ -419,9 +417,8 @@ def generation_bytes(model: ModelConfig, mesh: AbstractMesh, rules, shape) -> di
     e = jnp.dtype(model.dtype).itemsize
     B, T = shape.slots, shape.prompt
     cache = kv_cache_bytes(model, B, shape.length, mesh, rules)
-    kv_only = cache - 4 * B * shape.length
     rows = per_device(("batch",), (B,), mesh, rules)
-    decode = 2 * kv_only + 4 * 4 * rows * model.vocab_size
+    decode = 4 * 4 * rows * model.vocab_size
     mlp = per_device(("act_mlp",), (model.mlp_dim,), mesh, rules)
     prefill = 2 * model.n_layer * T * model.kv_heads * model.head_dim * e
     prefill += e * T * (model.n_embd + mlp)
