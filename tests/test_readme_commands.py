@@ -249,6 +249,18 @@ def _check_beam(args: list[str], synopsis: bool) -> list[str]:
     return problems
 
 
+def _positional_overrides(args: list[str]) -> list[str]:
+    """The overrides the real parser sees (not a flag's value such as `--generate-mesh
+    tensor=8`); every argument when the line does not parse on its own."""
+    from octojax.cli import parse_args
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            return list(getattr(parse_args(args), "overrides", None) or [])
+    except SystemExit:
+        return args
+
+
 def _check_config(names: list[str], args: list[str]) -> list[str]:
     """`octojax train/plan/run`: the overrides load with the config the line names."""
     from octojax.config import ConfigError
@@ -259,8 +271,9 @@ def _check_config(names: list[str], args: list[str]) -> list[str]:
     if config is None and names[0] != "run":
         return []  # a fragment (`octojax train --reset`): its flags were checked
     overrides = [
-        a for a in args if re.match(r"^[a-z_][\w.]*=", a) and a not in PLACEHOLDER_OVERRIDES
-    ]
+        a for a in _positional_overrides([*names, *args]) if re.match(r"^[a-z_][\w.]*=", a)
+        and a not in PLACEHOLDER_OVERRIDES
+    ]  # fmt: skip
     if config is not None and not (REPO / config).is_file():
         return []  # a placeholder (configs/X.yaml): nothing to load
     try:
