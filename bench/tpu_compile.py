@@ -42,12 +42,6 @@ GEN = {"prompts": 164, "samples": 20, "prompt": 1024, "new": 512}
 SEQ = 2048
 
 
-def _done(out: Path) -> set[str]:
-    if not out.exists():
-        return set()
-    return {json.loads(line)["key"] for line in out.read_text().splitlines() if line.strip()}
-
-
 def _emit(out: Path, record: dict) -> None:
     with out.open("a") as f:
         f.write(json.dumps(record, default=str) + "\n")
@@ -68,10 +62,9 @@ def train_rows(out: Path, configs, slices) -> None:
 
 
 def _stored(out: Path, key: str) -> dict | None:
-    for line in out.read_text().splitlines() if out.exists() else []:
-        if line.strip() and json.loads(line)["key"] == key:
-            return json.loads(line)
-    return None
+    """The record of `key` already in `out` (a re-run skips its compile), or None."""
+    lines = out.read_text().splitlines() if out.exists() else []
+    return next((r for r in map(json.loads, filter(str.strip, lines)) if r["key"] == key), None)
 
 
 def _micro_batch_rows(out: Path, name: str, dev: str, overrides: list[str], variant: str) -> bool:
@@ -80,7 +73,6 @@ def _micro_batch_rows(out: Path, name: str, dev: str, overrides: list[str], vari
     from octojax.config import ConfigError
     from octojax.plan.compiled import compiled_train
     from octojax.plan.devices import tpu_slice
-    from octojax.plan.estimate import make_plan
     from octojax.train.config import load_config
 
     target = tpu_slice(dev)
@@ -97,8 +89,7 @@ def _micro_batch_rows(out: Path, name: str, dev: str, overrides: list[str], vari
         if (record := _stored(out, key)) is not None:
             fitted |= record["fits"]
             continue
-        est = make_plan(cfg, target.chips, seq_len=SEQ, micro_batch=micro,
-                        device_memory=target.chip.hbm_bytes, platform="tpu")  # fmt: skip
+        est = slice_plan(cfg, target, micro)
         t0 = time.perf_counter()
         try:
             r = compiled_train(cfg, target, est, 0.9)
@@ -126,15 +117,13 @@ def generation_rows(out: Path, slices) -> None:
 
     model = get_preset("starcoder")
     length = cache_columns(model, GEN["prompt"], GEN["new"])
-    done = _done(out)
     for dev in slices:
         target = tpu_slice(dev)
         slots = 64
         while slots <= 1024:
             key = f"generate/starcoder/{dev}/slots{slots}"
-            if key in done:
-                record = json.loads(next(x for x in out.read_text().splitlines() if key in x))
-            else:
+            record = _stored(out, key)
+            if record is None:
                 shape = GenerationShape(slots, length, GEN["prompt"])
                 t0 = time.perf_counter()
                 r = compiled_generation(model, target, f"tensor={target.chips}", shape, 0.9,
@@ -204,16 +193,25 @@ def _generation_estimate_ratio(record: dict) -> float:
     return sum(est.values()) / res["compiled"]["total_bytes"]
 
 
-def _estimate_ratio(record: dict) -> float:
-    from octojax.plan.devices import tpu_slice
+def slice_plan(cfg, target, micro: int):
+    """The formula plan of a training row: the config on the slice at `micro`, sequence SEQ."""
     from octojax.plan.estimate import make_plan
+
+    return make_plan(cfg, target.chips, seq_len=SEQ, micro_batch=micro,
+                     device_memory=target.chip.hbm_bytes, platform="tpu")  # fmt: skip
+
+
+def record_plan(record: dict):
+    """Today's formula plan of a stored training record."""
+    from octojax.plan.devices import tpu_slice
     from octojax.train.config import load_config
 
-    target = tpu_slice(record["slice"])
     cfg = load_config(REPO / "configs" / record["config"], record["overrides"])
-    est = make_plan(cfg, target.chips, seq_len=SEQ, micro_batch=record["micro"],
-                    device_memory=target.chip.hbm_bytes, platform="tpu")  # fmt: skip
-    return est.total / record["result"]["compiled"]["total_bytes"]
+    return slice_plan(cfg, tpu_slice(record["slice"]), record["micro"])
+
+
+def _estimate_ratio(record: dict) -> float:
+    return record_plan(record).total / record["result"]["compiled"]["total_bytes"]
 
 
 def _train_row(name: str, dev: str, rs: list[dict]) -> str:

@@ -39,13 +39,6 @@ def test_estimate_within_15_percent_of_the_compiler_or_names_the_term(record):
         return
     assert record["key"].startswith("train/"), f"generation estimate {ratio:.2f} of the compiler"
     from octojax.plan.compiled import disagreement
-    from octojax.plan.devices import tpu_slice
-    from octojax.plan.estimate import make_plan
-    from octojax.train.config import load_config
 
-    target = tpu_slice(record["slice"])
-    cfg = load_config(REPO / "configs" / record["config"], record["overrides"])
-    plan = make_plan(cfg, target.chips, seq_len=2048, micro_batch=record["micro"],
-                     device_memory=target.chip.hbm_bytes, platform="tpu")  # fmt: skip
-    note = disagreement(plan, record["result"]["compiled"])
+    note = disagreement(_bench().record_plan(record), record["result"]["compiled"])
     assert note and "does not model" in note, (ratio, note)
