@@ -14,6 +14,7 @@ This module imports no jax.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +27,23 @@ T = TypeVar("T", bound=BaseModel)
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the file and the dotted key."""
+
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `1e-4` as a number the way YAML 1.2 does (YAML 1.1, PyYAML's
+    dialect, wants `1.0e-4` and would hand the learning rate over as a string)."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str):
+    """One YAML document with octojax's loader (safe; exponents without a dot are floats)."""
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 -- YamlLoader is a SafeLoader
 
 
 class Section(BaseModel):
@@ -107,7 +125,7 @@ def read_yaml(path: str | Path, what: str = "config file") -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: {what} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: invalid YAML ({e})") from None
     if data is None:
@@ -125,7 +143,7 @@ def parse_overrides(overrides: Iterable[str]) -> list[tuple[str, Any]]:
             raise ConfigError(f"override {item!r}: expected key=value (e.g. train.steps=10)")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = parse_yaml(raw) if raw.strip() else None
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from None
         out.append((key.strip(), value))

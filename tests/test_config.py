@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -64,6 +65,20 @@ def test_run_config_sections_and_overrides(tmp_path):
     assert cfg.train.train.steps == 50 and cfg.evaluate.limit == 32 and cfg.data.seq_len == 256
     with pytest.raises(ConfigError, match=r"train: optimizer.warmup_steps 20 must be smaller"):
         load_run_config(None, ["train.train.steps=5"])  # the default's warm-up is 20 steps
+
+
+def test_exponents_without_a_dot_are_numbers_and_a_saved_config_reloads(tmp_path):
+    """`lr: 1e-4` is a float (PyYAML alone reads it as a string), in files and in overrides, so
+    a run directory's config.json (json.dumps writes eps as 1e-08) loads again as --config."""
+    path = tmp_path / "train.yaml"
+    path.write_text("model: {preset: test}\noptimizer: {lr: 1e-4, eps: 1E-08}\n")
+    cfg = load_config(path, ["optimizer.weight_decay=5e-2"])
+    assert (cfg.optimizer.lr, cfg.optimizer.eps, cfg.optimizer.weight_decay) == (1e-4, 1e-8, 0.05)
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    assert "1e-08" in saved.read_text()
+    assert load_config(saved) == cfg
+    assert load_run_config(None, ["train.optimizer.lr=2e-3"]).train.optimizer.lr == 2e-3
 
 
 def test_cross_field_constraints_at_load(tmp_path):

@@ -9,12 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, model_validator
 
 from eval.data import LANGUAGES
 from eval.tasks import TASKS
-from octojax.config import Section, load
+from octojax.config import Section, load, parse_yaml
 from octojax.data.config import DataOptions
 from octojax.mesh import MeshSection
 from octojax.sampling_config import SamplingConfig
@@ -85,5 +84,5 @@ class RunConfig(Section):
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
     """default.yaml, updated by a YAML file and `a.b=value` overrides; validated as a whole."""
-    defaults = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    defaults = parse_yaml(DEFAULT_CONFIG.read_text())
     return load(RunConfig, path, overrides, defaults=defaults, what="run config")
