@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import jax
@@ -25,6 +26,22 @@ def peak_tflops_per_device(override: float | None = None) -> float | None:
     return None if chip is None else chip.peak_bf16_tflops
 
 
+def _summary_writer_class():
+    """tensorboardX's SummaryWriter, imported without torch: where torch is installed,
+    tensorboardX imports it (~4 s) only to accept torch tensors, and we log floats. A torch
+    already imported stays; one that is not is hidden for the duration of the import only."""
+    if "torch" in sys.modules:
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter
+    sys.modules["torch"] = None  # `import torch` raises ImportError: tensorboardX goes numpy-only
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
+
+
 class MetricsLogger:
     """Writes one JSON object per logged step, TensorBoard scalars, and updates a progress bar."""
 
@@ -37,8 +54,7 @@ class MetricsLogger:
         if self.is_main:
             self._drop_steps_after(start_step, run_dir / "metrics.discarded.jsonl")
         if self.is_main and tensorboard:
-            from tensorboardX import SummaryWriter
-
+            SummaryWriter = _summary_writer_class()
             # purge_step hides TensorBoard events of steps that are about to be redone
             self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1)
         self.bar = tqdm(
