@@ -69,8 +69,36 @@ QUICK_MODULES = {
 }
 
 
+# The longest modules, longest first (seconds of a serial run on 2 idle cores, 2026-12-03). With
+# `-n 2 --dist loadfile --no-loadscope-reorder` (.ci/run) each module runs whole on one worker
+# (its module fixtures once) and workers take modules in this order: the long ones start first
+# instead of one of them starting last and running alone. Only an ordering hint: a module missing
+# here runs after these, in collection order.
+LONGEST_MODULES_FIRST = (
+    "eval_execution/test_ground_truth.py",  # ~500: the three HumanEvalPack sweeps
+    "train/test_multihost.py",  # ~500
+    "pipeline/test_run.py",  # ~470: the README's main job
+    "train/test_resume.py",  # ~200
+    "train/test_train_real_data.py",  # ~185
+    "reliability/test_train_cli.py",  # ~180
+    "test_core_install.py",  # ~145: a fresh venv
+    "test_readme_commands.py",  # ~140
+    "train/test_train_core.py",  # ~140
+    "test_device_suite.py",  # ~140: an image-like venv
+    "plan/test_tpu_compile.py",  # ~75
+    "generate/test_distributed.py",  # ~65
+    "train/test_lora_dropout.py",  # ~55
+    "model/test_model.py",  # ~50
+    "reliability/test_synthetic_data.py",  # ~45
+    "eval_execution/test_go_batch.py",  # ~45
+)
+
+
 def pytest_collection_modifyitems(config, items):
     tests_dir = Path(__file__).parent
+    rank = {module: i for i, module in enumerate(LONGEST_MODULES_FIRST)}
     for item in items:
         if item.path.relative_to(tests_dir).as_posix() in QUICK_MODULES:
             item.add_marker(pytest.mark.quick)
+    # stable: within a module, and among the modules not listed, collection order is kept
+    items.sort(key=lambda item: rank.get(item.path.relative_to(tests_dir).as_posix(), len(rank)))

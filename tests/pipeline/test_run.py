@@ -68,6 +68,9 @@ def test_main_job_on_the_embedded_default(tmp_path, humanevalpack_dir, instruct_
     for r in report["results"]:
         assert 0.0 <= r["pass@1"] <= 100.0
     assert report["training"]["last_loss"] < report["training"]["first_loss"] - 1.0
+    # issue 23's bar for the embedded default's curve (5.40 with 16 rows x 256 tokens; the
+    # default's 32 x 128 reached 5.12-5.20 on 2026-12-03)
+    assert report["training"]["last_loss"] <= 5.40, report["training"]
     assert report["data"]["commitpackft_kept"] > 0
     assert report["throughput"]["train_tokens_per_s"] > 0
     md = (run / "report" / "report.md").read_text()
