@@ -62,7 +62,7 @@ def test_run_config_sections_and_overrides(tmp_path):
     with pytest.raises(ConfigError, match=r"evaluate.languages\[0\]: .*got 'pyton'"):
         load_run_config(None, ["evaluate.languages=[pyton]"])
     cfg = load_run_config(None, ["train.train.steps=50"])
-    assert cfg.train.train.steps == 50 and cfg.evaluate.limit == 32 and cfg.data.seq_len == 128
+    assert cfg.train.train.steps == 50 and cfg.evaluate.limit == 16 and cfg.data.seq_len == 128
     with pytest.raises(ConfigError, match=r"train: optimizer.warmup_steps 20 must be smaller"):
         load_run_config(None, ["train.train.steps=5"])  # the default's warm-up is 20 steps
 

@@ -44,7 +44,7 @@ class EvaluateSection(Section):
     enabled: bool = True
     tasks: list[EvalTask] = Field(["humanevalfix-tests", "humanevalsynthesize"], min_length=1)
     languages: list[EvalLanguage] = Field(["python", "js"], min_length=1)
-    limit: int | None = Field(32, gt=0)  # first N problems per language; None: all 164
+    limit: int | None = Field(16, gt=0)  # first N problems per language; None: all 164
     sampling: SamplingConfig = SamplingConfig()
     # Where generation runs: the training mesh section's form (octojax/mesh.py); None: one device.
     mesh: MeshSection | None = None
