@@ -61,10 +61,10 @@ def test_run_config_sections_and_overrides(tmp_path):
         load_run_config(None, ["bogus.key=1"])
     with pytest.raises(ConfigError, match=r"evaluate.languages\[0\]: .*got 'pyton'"):
         load_run_config(None, ["evaluate.languages=[pyton]"])
-    cfg = load_run_config(None, ["train.train.steps=50"])
-    assert cfg.train.train.steps == 50 and cfg.evaluate.limit == 16 and cfg.data.seq_len == 128
-    with pytest.raises(ConfigError, match=r"train: optimizer.warmup_steps 20 must be smaller"):
-        load_run_config(None, ["train.train.steps=5"])  # the default's warm-up is 20 steps
+    cfg = load_run_config(None, ["train.train.steps=80"])
+    assert cfg.train.train.steps == 80 and cfg.evaluate.limit == 16 and cfg.data.seq_len == 128
+    with pytest.raises(ConfigError, match=r"train: optimizer.warmup_steps 50 must be smaller"):
+        load_run_config(None, ["train.train.steps=5"])  # the default's warm-up is 50 steps
 
 
 def test_exponents_without_a_dot_are_numbers_and_a_saved_config_reloads(tmp_path):

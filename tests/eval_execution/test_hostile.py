@@ -212,7 +212,10 @@ def test_hostile_programs_are_contained(tmp_path, listener):
     )
     # node queues writes while its loop never yields: it ends by timeout or the output cap.
     assert results["js_daemon_and_output"].status in ("timeout", "failed")
-    assert results["endless_output"].status == "failed"  # SIGXFSZ: the file-size limit
+    # stopped by the file-size limit (SIGXFSZ: "failed") on an idle machine; at load ~13 (two
+    # xdist workers beside it) writing the 256 MiB took longer than its 4 s and the timeout
+    # stopped it first. Stopped either way (never passed, never an error: checked above).
+    assert results["endless_output"].status in ("failed", "timeout"), results["endless_output"]
     # every program ended at its own timeout or limit: had the run waited for an orphan (a pipe
     # it holds, its process group), it would have lasted the orphan's lifetime
     assert elapsed < ORPHAN_SECONDS, f"the run took {elapsed:.0f} s: it waited for an orphan"
