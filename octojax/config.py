@@ -41,7 +41,7 @@ YamlLoader.add_implicit_resolver(
 )
 
 
-def parse_yaml(text: str):
+def parse_yaml(text: str) -> Any:
     """One YAML document with octojax's loader (safe; exponents without a dot are floats)."""
     return yaml.load(text, Loader=YamlLoader)  # noqa: S506 -- YamlLoader is a SafeLoader
 
