@@ -52,9 +52,11 @@ def build_demo_repo(out_dir: str | Path, *, max_commits: int = 400) -> Path:
     commits += _module_commits(max_commits)
     subprocess.run(["git", "-C", str(partial), "fast-import", "--quiet"],
                    input=_fast_import_stream(commits), check=True, capture_output=True)  # fmt: skip
+    # check out the last commit into the working tree, then publish the whole repository
     subprocess.run(
         ["git", "-C", str(partial), "reset", "-q", "--hard"], check=True, capture_output=True
-    )  # fmt: skip (the working tree at the last commit)
+    )
+    shutil.rmtree(repo, ignore_errors=True)  # a directory of ours without .git: nothing to keep
     os.replace(partial, repo)
     return repo
 
