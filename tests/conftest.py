@@ -6,8 +6,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-# Must happen before jax is imported anywhere: mesh tests need 8 devices on one CPU.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+from helpers.xla import xla_flags  # tests/ is on the pythonpath; imports no jax
+
+# Must happen before jax is imported anywhere: mesh tests need 8 devices on one CPU; compile-lean
+# CPU code (tests/helpers/xla.py).
+os.environ.setdefault("XLA_FLAGS", xla_flags(8))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers.records import commitpackft_records
+from helpers.xla import xla_flags
 
 from beam_pipelines.records import write_tfrecord
 from octojax.cli import _INPUT_ERRORS, OPTIONAL_MODULES, known_errors
@@ -190,7 +191,7 @@ def test_train_without_the_optional_packages(tmp_path):
     (blocker / "sitecustomize.py").write_text(text)
     env = cpu_env(
         PYTHONPATH=os.pathsep.join([str(blocker), str(REPO)]),
-        XLA_FLAGS="--xla_force_host_platform_device_count=1",
+        XLA_FLAGS=xla_flags(1),
     )
     probe = run([sys.executable, "-c", PROBE], env)
     assert probe.returncode == 0, probe.stderr[-3000:]  # the blocker works
@@ -207,7 +208,7 @@ def test_core_only_install_in_a_fresh_venv(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = str(venv / "bin" / "python")
-    env = cpu_env(PYTHONNOUSERSITE="1", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = cpu_env(PYTHONNOUSERSITE="1", XLA_FLAGS=xla_flags(1))
     t0 = time.perf_counter()
     install = run([python, "-m", "pip", "install", "-q", "-e", str(REPO)], env, timeout=900)
     print(f"core-only pip install -e: {time.perf_counter() - t0:.0f} s")

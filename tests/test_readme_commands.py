@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers.xla import xla_flags
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -351,9 +352,7 @@ def run(command: DocCommand, cwd: Path, subs: dict[str, str], timeout: int = 600
     argv, _ = command.argv(optional=False)
     argv = [subs.get(a, a) for a in argv]
     program = ["-m", "octojax", *argv[1:]] if argv[0] == "octojax" else argv[1:]
-    env = dict(
-        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8"
-    )
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(8))
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     done = subprocess.run([sys.executable, *program], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)  # fmt: skip

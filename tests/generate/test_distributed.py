@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers.xla import xla_flags
 
 from octojax.generate.testing import tiny_model_dir
 
@@ -39,7 +40,7 @@ def test_two_processes_write_the_same_file_as_one(tmp_path):
     prompts = tmp_path / "prompts.jsonl"
     texts = ["def add(a, b):", "import os\n", "class A:\n    def f(self):", "x = [", "# sum\n"]
     prompts.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts))
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = {**os.environ, "XLA_FLAGS": xla_flags(2)}
     env["JAX_PLATFORMS"] = "cpu"
 
     one = tmp_path / "one.jsonl"

@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers.xla import xla_flags
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def octojax(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """`python -m octojax ARGS` on one CPU device, from the repository root."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, XLA_FLAGS=xla_flags(1))
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run(

@@ -24,6 +24,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from helpers.xla import xla_flags
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -36,7 +38,7 @@ def free_port() -> int:
 def process_env(devices: int) -> dict[str, str]:
     """The environment of one fake host: `devices` CPU devices, this checkout importable."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = xla_flags(devices)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

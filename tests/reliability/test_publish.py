@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from helpers.xla import xla_flags
 
 from beam_pipelines import atomic_publish
 from beam_pipelines.atomic_publish import FAULT_ENV, FAULT_EXIT
@@ -39,7 +40,7 @@ Tree = dict[str, object]
 
 def run_all(commands: Sequence[tuple[list[str], int | None]]) -> list[tuple[int, str]]:
     """Run `python ARGS` for each (args, fault) at once under umask 022; [(exit status, stderr)]."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, XLA_FLAGS=xla_flags(1))
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop(FAULT_ENV, None)

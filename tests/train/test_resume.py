@@ -13,6 +13,7 @@ import pytest
 import yaml
 from helpers.train_helpers import data, small_config
 from helpers.waiting import wait_for
+from helpers.xla import xla_flags
 
 from octojax.mesh import build_mesh
 from octojax.train import Trainer
@@ -54,9 +55,7 @@ def _train_cmd(config: Path) -> list[str]:
 
 
 def _env() -> dict:
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu"
-    )
+    env = dict(os.environ, XLA_FLAGS=xla_flags(1), JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = (
         str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
     )
